@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Starts the local infrastructure on loopback, each part only if it is not already running:
+#   - Apache Kafka (KRaft, one node that is broker and controller) on 127.0.0.1:9092,
+#     from jars Maven resolves from Maven Central (cached in ~/.m2, copied to .infra/kafka/libs);
+#   - Apicurio Registry (Confluent-compatible API under /apis/ccompat/v7) on 127.0.0.1:8081;
+#   - the PostgreSQL database named by DATABASE_URL (created if missing; the server is not ours).
+# Waits until each part answers, prints how long start-up took, and on failure names the part and
+# its log file. infra/down.sh stops what this started and nothing else.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+
+started=$(date +%s%N)
+mkdir -p "$INFRA_HOME"
+
+fail() { # part, log
+  echo "infra:up: $1 failed to start; see $2" >&2
+  [ -f "$2" ] && tail -n 20 "$2" | sed 's/^/    /' >&2
+  exit 1
+}
+
+wait_for() { # part, log, pidfile, seconds, command...
+  local part=$1 log=$2 pidfile=$3 limit=$4; shift 4
+  local deadline=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$pidfile"; then fail "$part (process exited)" "$log"; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then fail "$part (not ready after ${limit}s)" "$log"; fi
+    sleep 0.5
+  done
+}
+
+# --- Kafka -----------------------------------------------------------------------------------
+kafka_libs() {
+  local stamp="$KAFKA_HOME/libs/.pom.sha"
+  local want; want=$(sha1sum "$INFRA_SRC/kafka/pom.xml" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+  echo "infra:up: resolving Kafka jars with Maven (first run only)"
+  rm -rf "$KAFKA_HOME/libs"; mkdir -p "$KAFKA_HOME/libs"
+  mvn -q -B -f "$INFRA_SRC/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs" >"$KAFKA_HOME/maven.log" 2>&1 \
+    || fail "Kafka jar download (mvn)" "$KAFKA_HOME/maven.log"
+  echo "$want" >"$stamp"
+}
+
+kafka_config() {
+  mkdir -p "$KAFKA_HOME/logs" "$KAFKA_HOME/data"
+  cat >"$KAFKA_HOME/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$KAFKA_HOME/data
+num.partitions=6
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=6
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=6
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+log.segment.bytes=67108864
+PROPS
+}
+
+kafka_java_args() {
+  KAFKA_JAVA=(java -Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$INFRA_SRC/log4j2.properties" -Dkafka.logs.dir="$KAFKA_HOME/logs"
+    -cp "$KAFKA_HOME/libs/*")
+}
+kafka_java() { kafka_java_args; "${KAFKA_JAVA[@]}" "$@"; }
+
+start_kafka() {
+  if alive "$KAFKA_PID"; then echo "infra:up: Kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
+  if port_open "$KAFKA_PORT"; then
+    echo "infra:up: port $KAFKA_PORT is taken by a process infra:up did not start; using it as the broker"
+    return
+  fi
+  kafka_libs
+  kafka_config
+  if [ ! -f "$KAFKA_HOME/data/meta.properties" ]; then
+    local cluster; cluster=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_HOME/logs/format.log")
+    kafka_java kafka.tools.StorageTool format -t "$cluster" -c "$KAFKA_HOME/server.properties" --standalone \
+      >>"$KAFKA_HOME/logs/format.log" 2>&1 || fail "Kafka storage format" "$KAFKA_HOME/logs/format.log"
+  fi
+  kafka_java_args
+  nohup setsid "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_HOME/server.properties" \
+    >"$KAFKA_HOME/logs/stdout.log" 2>&1 </dev/null &
+  echo $! >"$KAFKA_PID"
+  wait_for "Kafka" "$KAFKA_HOME/logs/server.log" "$KAFKA_PID" 90 node "$INFRA_SRC/wait-kafka.js" "127.0.0.1:$KAFKA_PORT"
+  echo "infra:up: Kafka ready on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID"), log $KAFKA_HOME/logs/server.log)"
+}
+
+# --- Schema registry -------------------------------------------------------------------------
+# Apicurio Registry 3.x is built for Java 21; the broker is content with the default Java 17.
+registry_java() {
+  local j v
+  for j in ${JAVA21_HOME:+$JAVA21_HOME/bin/java} /usr/lib/jvm/*/bin/java "$(command -v java)"; do
+    [ -x "$j" ] || continue
+    v=$("$j" -XshowSettings:properties -version 2>&1 | sed -n 's/.*java.specification.version = //p')
+    if [ "${v%%.*}" -ge 21 ] 2>/dev/null; then echo "$j"; return 0; fi
+  done
+  return 1
+}
+
+start_registry() {
+  if alive "$REGISTRY_PID"; then echo "infra:up: schema registry already running (pid $(cat "$REGISTRY_PID"))"; return; fi
+  if port_open "$REGISTRY_PORT"; then
+    echo "infra:up: port $REGISTRY_PORT is taken by a process infra:up did not start; using it as the registry"
+    return
+  fi
+  if [ ! -f "$REGISTRY_HOME/app/quarkus-run.jar" ]; then
+    echo "infra:up: resolving Apicurio Registry $APICURIO_VERSION with Maven (first run only)"
+    mkdir -p "$REGISTRY_HOME/app"
+    mvn -q -B -f "$INFRA_SRC/kafka/pom.xml" dependency:copy \
+      -Dartifact="io.apicurio:apicurio-registry-app:$APICURIO_VERSION:tar.gz:all" \
+      -DoutputDirectory="$REGISTRY_HOME" >"$REGISTRY_HOME/maven.log" 2>&1 \
+      || fail "Apicurio Registry download (mvn)" "$REGISTRY_HOME/maven.log"
+    tar xzf "$REGISTRY_HOME/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz" -C "$REGISTRY_HOME/app"
+    rm -f "$REGISTRY_HOME/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz"
+  fi
+  local java; java=$(registry_java) || fail "schema registry (Apicurio $APICURIO_VERSION needs Java 21+; none found in JAVA21_HOME, /usr/lib/jvm or PATH)" "$REGISTRY_HOME/registry.log"
+  (cd "$REGISTRY_HOME/app" && nohup setsid "$java" -Xms128m -Xmx512m \
+      -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
+      -jar quarkus-run.jar >"$REGISTRY_HOME/registry.log" 2>&1 </dev/null & echo $! >"$REGISTRY_PID")
+  wait_for "schema registry" "$REGISTRY_HOME/registry.log" "$REGISTRY_PID" 90 \
+    curl -sf "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"
+  echo "infra:up: schema registry ready on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (pid $(cat "$REGISTRY_PID"), log $REGISTRY_HOME/registry.log)"
+}
+
+# --- PostgreSQL ------------------------------------------------------------------------------
+ensure_database() {
+  node "$INFRA_SRC/ensure-db.js" "$DATABASE_URL" >"$INFRA_HOME/postgres.log" 2>&1 \
+    || fail "PostgreSQL at $(echo "$DATABASE_URL" | sed -E 's#//[^@]*@#//#')" "$INFRA_HOME/postgres.log"
+  cat "$INFRA_HOME/postgres.log"
+}
+
+# Kafka and the registry start side by side: both are JVMs that spend their time warming up.
+start_registry_bg() { start_registry >"$INFRA_HOME/registry-up.out" 2>&1; }
+start_registry_bg & reg=$!
+start_kafka
+ensure_database
+if wait $reg; then cat "$INFRA_HOME/registry-up.out"; else cat "$INFRA_HOME/registry-up.out" >&2; exit 1; fi
+echo "infra:up: ready in $(( ($(date +%s%N) - started) / 1000000 )) ms"
