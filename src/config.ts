@@ -1,0 +1,209 @@
+// Configuration from the environment (SPEC section 5), validated once at start. A wrong value
+// throws ConfigError naming the variable, so a misconfigured process fails before it touches Kafka.
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, message: string) {
+    super(`${variable}: ${message}`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type SaslMechanism = 'plain' | 'scram-sha-256' | 'scram-sha-512';
+
+export interface Config {
+  kafkaBrokers: string[];
+  schemaRegistryUrl: string | null;
+  databaseUrl: string;
+  appId: string;
+  topicPrefix: string;
+  topicPartitions: number;
+  stateDir: string;
+  gapMs: number;
+  gapByTypeMs: Record<string, number>;
+  graceMs: number;
+  maxMessages: number;
+  maxBytes: number;
+  maxFutureSkewMs: number;
+  punctuateIntervalMs: number;
+  commitIntervalMs: number;
+  metricsPort: number;
+  kafkaSsl: boolean;
+  kafkaSslCaFile: string | null;
+  kafkaSaslMechanism: SaslMechanism | null;
+  kafkaSaslUsername: string | null;
+  kafkaSaslPassword: string | null;
+  logLevel: string;
+  llmBaseUrl: string | null;
+  llmApiKey: string | null;
+  llmModel: string | null;
+  passesFile: string | null;
+}
+
+type Env = Record<string, string | undefined>;
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses `90m`, `2s`, `500ms`, `1h30m`, or a bare number of milliseconds. */
+export function parseDuration(text: string): number {
+  const s = text.trim();
+  if (/^\d+$/.test(s)) return Number(s);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/y;
+  let total = 0;
+  let pos = 0;
+  while (pos < s.length) {
+    re.lastIndex = pos;
+    const m = re.exec(s);
+    if (!m) throw new Error(`not a duration: "${text}" (use e.g. 90m, 2s, 500ms)`);
+    total += Number(m[1]) * UNITS[m[2]!]!;
+    pos = re.lastIndex;
+  }
+  if (s.length === 0) throw new Error('empty duration');
+  return Math.round(total);
+}
+
+/** Parses `900KB`, `1MB`, `512` (bytes). */
+export function parseBytes(text: string): number {
+  const m = /^\s*(\d+)\s*(B|KB|KiB|MB|MiB)?\s*$/i.exec(text);
+  if (!m) throw new Error(`not a size: "${text}" (use e.g. 900KB, 1MB, 1024)`);
+  const unit = (m[2] ?? 'B').toLowerCase();
+  const mult = unit === 'kb' ? 1000 : unit === 'kib' ? 1024 : unit === 'mb' ? 1_000_000 : unit === 'mib' ? 1_048_576 : 1;
+  return Number(m[1]) * mult;
+}
+
+class Reader {
+  constructor(private readonly env: Env) {}
+
+  raw(name: string): string | undefined {
+    const v = this.env[name];
+    return v === undefined || v.trim() === '' ? undefined : v.trim();
+  }
+
+  string(name: string, def: string): string {
+    return this.raw(name) ?? def;
+  }
+
+  optional(name: string): string | null {
+    return this.raw(name) ?? null;
+  }
+
+  duration(name: string, def: string, min = 0): number {
+    const v = this.raw(name) ?? def;
+    let ms: number;
+    try { ms = parseDuration(v); } catch (e) { throw new ConfigError(name, (e as Error).message); }
+    if (ms < min) throw new ConfigError(name, `must be at least ${min}ms, got "${v}"`);
+    return ms;
+  }
+
+  int(name: string, def: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    if (!/^-?\d+$/.test(v)) throw new ConfigError(name, `not an integer: "${v}"`);
+    const n = Number(v);
+    if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+    return n;
+  }
+
+  bytes(name: string, def: string): number {
+    const v = this.raw(name) ?? def;
+    try {
+      const n = parseBytes(v);
+      if (n <= 0) throw new Error('must be positive');
+      return n;
+    } catch (e) { throw new ConfigError(name, (e as Error).message); }
+  }
+
+  bool(name: string, def: boolean): boolean {
+    const v = this.raw(name);
+    if (v === undefined) return def;
+    if (/^(1|true|yes|on)$/i.test(v)) return true;
+    if (/^(0|false|no|off)$/i.test(v)) return false;
+    throw new ConfigError(name, `not a boolean: "${v}" (use true or false)`);
+  }
+
+  url(name: string, def: string | null, protocols: string[]): string | null {
+    const v = this.raw(name) ?? def;
+    if (v === null) return null;
+    let u: URL;
+    try { u = new URL(v); } catch { throw new ConfigError(name, `not a URL: "${v}"`); }
+    if (!protocols.includes(u.protocol)) throw new ConfigError(name, `expected ${protocols.join(' or ')} URL, got "${u.protocol}"`);
+    return v.replace(/\/+$/, '');
+  }
+}
+
+function parseBrokers(name: string, v: string): string[] {
+  const list = v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new ConfigError(name, 'no broker given');
+  for (const b of list) {
+    if (!/^[^:\s]+:\d{1,5}$/.test(b)) throw new ConfigError(name, `not host:port: "${b}"`);
+  }
+  return list;
+}
+
+function parseGapByType(name: string, v: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (!v) return out;
+  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(name, `expected type=duration, got "${part}"`);
+    const type = part.slice(0, eq).trim();
+    try {
+      const ms = parseDuration(part.slice(eq + 1));
+      if (ms <= 0) throw new Error('gap must be positive');
+      out[type] = ms;
+    } catch (e) { throw new ConfigError(name, `${type}: ${(e as Error).message}`); }
+  }
+  return out;
+}
+
+export function loadConfig(env: Env = process.env): Config {
+  const r = new Reader(env);
+  const appId = r.string('APP_ID', 'chatstats');
+  if (!/^[A-Za-z0-9._-]+$/.test(appId)) throw new ConfigError('APP_ID', `only letters, digits, ".", "_" and "-" are allowed, got "${appId}"`);
+  const topicPrefix = r.string('TOPIC_PREFIX', '');
+  if (!/^[A-Za-z0-9._-]*$/.test(topicPrefix)) throw new ConfigError('TOPIC_PREFIX', `only letters, digits, ".", "_" and "-" are allowed, got "${topicPrefix}"`);
+  const sasl = r.optional('KAFKA_SASL_MECHANISM')?.toLowerCase() ?? null;
+  if (sasl !== null && !['plain', 'scram-sha-256', 'scram-sha-512'].includes(sasl)) {
+    throw new ConfigError('KAFKA_SASL_MECHANISM', `expected plain, scram-sha-256 or scram-sha-512, got "${sasl}"`);
+  }
+  const cfg: Config = {
+    kafkaBrokers: parseBrokers('KAFKA_BROKERS', r.string('KAFKA_BROKERS', '127.0.0.1:9092')),
+    schemaRegistryUrl: r.url('SCHEMA_REGISTRY_URL', null, ['http:', 'https:']),
+    databaseUrl: r.url('DATABASE_URL', 'postgres://postgres@127.0.0.1:5432/chatstats', ['postgres:', 'postgresql:'])!,
+    appId,
+    topicPrefix,
+    topicPartitions: r.int('TOPIC_PARTITIONS', 6, 1, 10_000),
+    stateDir: r.string('STATE_DIR', '.state'),
+    gapMs: r.duration('CONVERSATION_GAP', '90m', 1),
+    gapByTypeMs: parseGapByType('CONVERSATION_GAP_BY_TYPE', r.raw('CONVERSATION_GAP_BY_TYPE')),
+    graceMs: r.duration('CONVERSATION_GRACE', '0s'),
+    maxMessages: r.int('CONVERSATION_MAX_MESSAGES', 10_000, 1),
+    maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
+    maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
+    punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
+    commitIntervalMs: r.duration('COMMIT_INTERVAL', '100ms', 1),
+    metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
+    kafkaSsl: r.bool('KAFKA_SSL', false),
+    kafkaSslCaFile: r.optional('KAFKA_SSL_CA_FILE'),
+    kafkaSaslMechanism: sasl as SaslMechanism | null,
+    kafkaSaslUsername: r.optional('KAFKA_SASL_USERNAME'),
+    kafkaSaslPassword: r.optional('KAFKA_SASL_PASSWORD'),
+    logLevel: r.string('LOG_LEVEL', 'info'),
+    llmBaseUrl: r.url('LLM_BASE_URL', null, ['http:', 'https:']),
+    llmApiKey: r.optional('LLM_API_KEY'),
+    llmModel: r.optional('LLM_MODEL'),
+    passesFile: r.optional('PASSES_FILE'),
+  };
+  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `expected one of fatal, error, warn, info, debug, trace, silent, got "${cfg.logLevel}"`);
+  }
+  if (cfg.kafkaSaslMechanism !== null) {
+    if (cfg.kafkaSaslUsername === null) throw new ConfigError('KAFKA_SASL_USERNAME', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);
+    if (cfg.kafkaSaslPassword === null) throw new ConfigError('KAFKA_SASL_PASSWORD', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);
+  }
+  return cfg;
+}
+
+/** The gap that applies to a chat of this type. */
+export function gapFor(cfg: Pick<Config, 'gapMs' | 'gapByTypeMs'>, chatType: string | null): number {
+  return (chatType !== null && cfg.gapByTypeMs[chatType]) || cfg.gapMs;
+}

@@ -1,0 +1,83 @@
+// Topic names (SPEC section 3, with TOPIC_PREFIX) and their provisioning. Input and output topics
+// are co-partitioned with chat.messages, so a chat keeps one partition number everywhere.
+import type { Admin, ITopicConfig } from 'kafkajs';
+import type { Config } from './config';
+
+export interface TopicNames {
+  messages: string;
+  sealed: string;
+  ready: string;
+  completed: string;
+  late: string;
+  messagesDlq: string;
+  sealedDlq: string;
+  readyDlq: string;
+  commandResults: string;
+  /** The tracker's changelog: compacted, one record per chat. */
+  trackerChangelog: string;
+}
+
+export function topicNames(cfg: Pick<Config, 'topicPrefix' | 'appId'>): TopicNames {
+  const p = cfg.topicPrefix;
+  return {
+    messages: `${p}chat.messages`,
+    sealed: `${p}conversation.sealed`,
+    ready: `${p}conversation.ready`,
+    completed: `${p}analysis.completed`,
+    late: `${p}chat.messages.late`,
+    messagesDlq: `${p}chat.messages.dlq`,
+    sealedDlq: `${p}conversation.sealed.dlq`,
+    readyDlq: `${p}conversation.ready.dlq`,
+    commandResults: `${p}${cfg.appId}.command-results`,
+    trackerChangelog: `${p}${cfg.appId}-tracker-store-changelog`,
+  };
+}
+
+export function topicSpecs(cfg: Pick<Config, 'topicPrefix' | 'appId' | 'topicPartitions'>): ITopicConfig[] {
+  const t = topicNames(cfg);
+  const n = cfg.topicPartitions;
+  const retained = [
+    { name: 'retention.ms', value: '-1' },
+    { name: 'max.message.bytes', value: '2097152' },
+  ];
+  const week = [{ name: 'retention.ms', value: String(7 * 86_400_000) }];
+  return [
+    { topic: t.messages, numPartitions: n, configEntries: week },
+    { topic: t.sealed, numPartitions: n, configEntries: retained },
+    { topic: t.ready, numPartitions: n, configEntries: retained },
+    { topic: t.completed, numPartitions: n, configEntries: retained },
+    { topic: t.late, numPartitions: n, configEntries: retained },
+    { topic: t.messagesDlq, numPartitions: n, configEntries: retained },
+    { topic: t.sealedDlq, numPartitions: 1, configEntries: retained },
+    { topic: t.readyDlq, numPartitions: 1, configEntries: retained },
+    { topic: t.commandResults, numPartitions: 1, configEntries: [{ name: 'retention.ms', value: String(86_400_000) }] },
+    {
+      topic: t.trackerChangelog,
+      numPartitions: n,
+      configEntries: [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'min.compaction.lag.ms', value: '0' },
+        { name: 'segment.ms', value: String(3_600_000) },
+        { name: 'max.message.bytes', value: '8388608' },
+      ],
+    },
+  ];
+}
+
+/**
+ * Creates the missing topics. Existing topics are left alone, but a partition count that differs
+ * from chat.messages is an error: co-partitioning is what keeps a chat on one task.
+ */
+export async function ensureTopics(admin: Admin, cfg: Pick<Config, 'topicPrefix' | 'appId' | 'topicPartitions'>): Promise<string[]> {
+  const specs = topicSpecs(cfg);
+  const existing = new Set(await admin.listTopics());
+  const missing = specs.filter((s) => !existing.has(s.topic));
+  if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+  const names = topicNames(cfg);
+  const md = await admin.fetchTopicMetadata({ topics: [names.messages, names.trackerChangelog] });
+  const counts = md.topics.map((t) => t.partitions.length);
+  if (counts[0] !== counts[1]) {
+    throw new Error(`${names.trackerChangelog} has ${counts[1]} partitions but ${names.messages} has ${counts[0]}; they must match`);
+  }
+  return missing.map((s) => s.topic);
+}
