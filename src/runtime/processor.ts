@@ -1,0 +1,58 @@
+// The Processor API of the runtime, after Kafka Streams': a processor is created per task (one
+// input partition), gets its context in init(), and is handed one event at a time by its task:
+// a batch of input records, a punctuation, or a changelog slice during restore. It talks to the
+// world only through the context: its store, the records it forwards, the changelog writes.
+import type { IHeaders } from 'kafkajs';
+import type { StateStore, StoreOp } from './state-store';
+import type { RawRecord } from './partition-reader';
+
+export interface InputRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: IHeaders;
+  timestamp: number;
+}
+
+export interface OutputRecord {
+  topic: string;
+  key: string | Buffer | null;
+  value: Buffer | null;
+  headers?: IHeaders;
+  /** Defaults to the key's partition (Java-compatible murmur2). */
+  partition?: number;
+}
+
+export interface ProcessorContext {
+  readonly partition: number;
+  readonly store: StateStore;
+  /** Queues a record for the task's current transaction. */
+  forward(record: OutputRecord): void;
+  /** Queues a changelog write and the local store writes that go with it, applied after commit. */
+  logChange(key: string, value: Buffer | null, storeOps: StoreOp[]): void;
+  /** Queues local-only store writes (derived indexes), applied after commit. */
+  writeLocal(ops: StoreOp[]): void;
+  /** True when the task had read everything that was in its input partition when last checked. */
+  caughtUp(): boolean;
+  /** The input partition's read position and end, as last known. */
+  position(): { position: number; end: number };
+}
+
+export interface Processor {
+  init(ctx: ProcessorContext): Promise<void>;
+  /** Applies a slice of the changelog to the local store (restore). */
+  restore(records: RawRecord[]): Promise<void>;
+  /** Called once restore is done, before the first event. */
+  restored(): Promise<void>;
+  process(records: InputRecord[]): Promise<void>;
+  punctuate(now: number): Promise<void>;
+  /** Before commit: hand every dirty state to the context (logChange). */
+  flush(): Promise<void>;
+  /** The transaction failed: forget everything not yet committed. */
+  abort(): void;
+  close(): Promise<void>;
+}
+
+export type ProcessorFactory = (partition: number) => Processor;

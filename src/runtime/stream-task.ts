@@ -1,0 +1,235 @@
+// A task is the actor that owns one input partition: its processor, its store, and its
+// transactional producer. Every event (a batch, a punctuation, close) goes through one mailbox,
+// so the processor sees one event at a time and never needs a lock.
+//
+// Exactly once: each event's outputs, changelog writes and (for batches) the input offsets
+// commit in one Kafka transaction; the store is written only after that commit. The
+// transactional id is per input partition (Kafka Streams' first EOS mode): whoever owns the
+// partition next calls initTransactions with the same id, which aborts our open transaction and
+// fences this producer, so a zombie cannot commit after a rebalance.
+import type { Kafka, Producer, Message, IHeaders } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { Processor, ProcessorContext, InputRecord, OutputRecord } from './processor';
+import { StateStore, type StoreOp } from './state-store';
+import type { PartitionReader } from './partition-reader';
+import { taskMetrics } from './runtime-metrics';
+
+export interface TaskSpec {
+  appId: string;
+  groupId: string;
+  sourceTopic: string;
+  changelogTopic: string;
+  storeName: string;
+  stateDir: string;
+  createPartitioner?: Parameters<Kafka['producer']>[0] extends infer P ? P extends { createPartitioner?: infer C } ? C : never : never;
+}
+
+export class TaskFencedError extends Error {
+  constructor(partition: number, cause: unknown) {
+    super(`task ${partition} was fenced by a newer owner of its transactional id: ${(cause as Error)?.message}`);
+    this.name = 'TaskFencedError';
+  }
+}
+
+const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'INVALID_TXN_STATE']);
+
+function isFenced(e: unknown): boolean {
+  const err = e as { type?: string; name?: string; originalError?: { type?: string } };
+  return FENCED.has(err?.type ?? '') || FENCED.has(err?.originalError?.type ?? '');
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class StreamTask {
+  private mailbox: Promise<unknown> = Promise.resolve();
+  private producer: Producer | null = null;
+  private store: StateStore | null = null;
+  private outputs: OutputRecord[] = [];
+  private changelog: Message[] = [];
+  private storeOps: StoreOp[] = [];
+  private pos = -1;
+  private end = -1;
+  private closed = false;
+  readonly ready: Promise<void>;
+  restoredRecords = 0;
+  restoreMs = 0;
+
+  constructor(
+    readonly partition: number,
+    private readonly spec: TaskSpec,
+    private readonly kafka: Kafka,
+    private readonly reader: PartitionReader,
+    private readonly processor: Processor,
+    private readonly log: Logger,
+    /** Committed input offset for the group, or null to start at the partition's beginning. */
+    committedOffset: Promise<number | null>,
+  ) {
+    this.ready = this.enqueue(() => this.start(committedOffset));
+    this.ready.catch(() => undefined);
+  }
+
+  get isClosed(): boolean { return this.closed; }
+  get position(): number { return this.pos; }
+
+  private enqueue<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mailbox.then(fn, fn);
+    this.mailbox = run.catch(() => undefined);
+    return run;
+  }
+
+  private async start(committedOffset: Promise<number | null>): Promise<void> {
+    const started = Date.now();
+    const { spec, partition } = this;
+    this.producer = this.kafka.producer({
+      transactionalId: `${spec.appId}-${spec.storeName}-${spec.sourceTopic}-${partition}`,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: 60_000,
+      createPartitioner: spec.createPartitioner,
+    });
+    await this.producer.connect();
+    // initTransactions: fences any previous owner and aborts its open transaction, so that the
+    // changelog's committed end is final before we read up to it.
+    const init = await this.producer.transaction();
+    await init.abort();
+
+    this.store = await StateStore.open(spec.stateDir, spec.storeName, partition);
+    const ctx: ProcessorContext = {
+      partition,
+      store: this.store,
+      forward: (r) => { this.outputs.push(r); },
+      logChange: (key, value, ops) => {
+        this.changelog.push({ key, value, partition });
+        for (const op of ops) this.storeOps.push(op);
+      },
+      writeLocal: (ops) => { for (const op of ops) this.storeOps.push(op); },
+      caughtUp: () => this.pos >= 0 && this.end >= 0 && this.pos >= this.end,
+      position: () => ({ position: this.pos, end: this.end }),
+    };
+    await this.processor.init(ctx);
+
+    const end = (await this.reader.endOffsets(spec.changelogTopic, [partition])).get(partition) ?? 0;
+    const from = Math.min(this.store.restoreFrom, end);
+    this.restoredRecords = await this.reader.read(spec.changelogTopic, partition, from, end,
+      (records) => this.processor.restore(records));
+    await this.processor.restored();
+
+    const committed = await committedOffset;
+    this.pos = committed ?? (await this.reader.beginOffsets(spec.sourceTopic, [partition])).get(partition) ?? 0;
+    this.restoreMs = Date.now() - started;
+    const m = taskMetrics();
+    m.restoreSeconds.observe({ store: spec.storeName }, this.restoreMs / 1000);
+    m.restoreRecords.inc({ store: spec.storeName }, this.restoredRecords);
+    this.log.info({ partition, wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, position: this.pos },
+      'task restored');
+  }
+
+  /** Processes one fetched batch and commits it with its input offset, exactly once. */
+  processBatch(records: InputRecord[], highWatermark: number): Promise<boolean> {
+    return this.enqueue(async () => {
+      if (this.closed) return false;
+      await this.processor.process(records);
+      const next = records[records.length - 1]!.offset + 1;
+      await this.commit(next);
+      this.pos = next;
+      if (highWatermark > this.end) this.end = highWatermark;
+      return true;
+    });
+  }
+
+  /** A punctuation. `end` is the input partition's committed end, read just before. */
+  punctuate(now: number, end: number | undefined): Promise<void> {
+    return this.enqueue(async () => {
+      if (this.closed) return;
+      if (end !== undefined) this.end = end;
+      const t0 = process.hrtime.bigint();
+      await this.processor.punctuate(now);
+      await this.commit(null);
+      taskMetrics().punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      taskMetrics().storeBytes.set({ store: this.spec.storeName, partition: String(this.partition) }, this.store?.approximateSizeBytes() ?? 0);
+    });
+  }
+
+  private async commit(nextOffset: number | null): Promise<void> {
+    await this.processor.flush();
+    const outputs = this.outputs;
+    const changelog = this.changelog;
+    const ops = this.storeOps;
+    this.outputs = [];
+    this.changelog = [];
+    this.storeOps = [];
+    if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
+      await this.store!.write(ops);
+      return;
+    }
+    const producer = this.producer!;
+    const txn = await producer.transaction();
+    try {
+      const byTopic = new Map<string, Message[]>();
+      for (const o of outputs) {
+        let list = byTopic.get(o.topic);
+        if (!list) byTopic.set(o.topic, (list = []));
+        list.push({ key: o.key, value: o.value, headers: o.headers as IHeaders | undefined, partition: o.partition });
+      }
+      if (changelog.length > 0) byTopic.set(this.spec.changelogTopic, changelog);
+      if (byTopic.size > 0) {
+        await txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      }
+      if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
+      await txn.commit();
+    } catch (e) {
+      this.processor.abort();
+      try { await txn.abort(); } catch { /* fenced or already ended */ }
+      if (isFenced(e)) throw new TaskFencedError(this.partition, e);
+      throw e;
+    }
+    await this.store!.write(ops);
+  }
+
+  // kafkajs retries CONCURRENT_TRANSACTIONS for AddPartitionsToTxn but not for AddOffsetsToTxn;
+  // the broker answers it while the previous transaction's markers are still being written.
+  private async sendOffsets(txn: Awaited<ReturnType<Producer['transaction']>>, offset: number): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await txn.sendOffsets({
+          consumerGroupId: this.spec.groupId,
+          topics: [{ topic: this.spec.sourceTopic, partitions: [{ partition: this.partition, offset: String(offset) }] }],
+        });
+        return;
+      } catch (e) {
+        if ((e as { type?: string }).type !== 'CONCURRENT_TRANSACTIONS' || attempt >= 50) throw e;
+        await sleep(Math.min(10 * 2 ** attempt, 200));
+      }
+    }
+  }
+
+  /** Runs `fn` in the task's turn (for status queries that must see a consistent state). */
+  inTurn<T>(fn: () => Promise<T>): Promise<T> {
+    return this.enqueue(fn);
+  }
+
+  /**
+   * Closes the task. Clean: after the queued events, checkpoint the store at the changelog's end.
+   * Unclean (fenced, failed): no checkpoint, so the next owner on this disk wipes and restores.
+   */
+  close(clean: boolean): Promise<void> {
+    const run = async () => {
+      if (this.closed) return;
+      this.closed = true;
+      let checkpoint: number | null = null;
+      try {
+        if (clean && this.store) {
+          checkpoint = (await this.reader.endOffsets(this.spec.changelogTopic, [this.partition])).get(this.partition) ?? null;
+        }
+      } catch (e) {
+        this.log.warn({ partition: this.partition, err: e }, 'cannot read changelog end; closing without checkpoint');
+      }
+      try { await this.processor.close(); } catch (e) { this.log.warn({ err: e }, 'processor close failed'); }
+      if (this.store) await this.store.close(checkpoint);
+      if (this.producer) await this.producer.disconnect().catch(() => undefined);
+      this.log.info({ partition: this.partition, clean: checkpoint !== null }, 'task closed');
+    };
+    // A clean close waits its turn; an unclean one must not wait behind a stuck event.
+    return clean ? this.enqueue(run) : run();
+  }
+}

@@ -1,0 +1,259 @@
+// Runs a topology on kafkajs: one consumer in the topology's group, one task per assigned input
+// partition, a punctuation timer. kafkajs calls eachBatch concurrently across partitions and in
+// order within one; the task's mailbox does the rest.
+import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Logger } from 'pino';
+import { PartitionReader } from './partition-reader';
+import { StreamTask, TaskFencedError } from './stream-task';
+import type { Topology } from './topology-spec';
+import type { InputRecord } from './processor';
+import { taskMetrics } from './runtime-metrics';
+
+export interface StreamThreadOptions {
+  punctuateIntervalMs: number;
+  stateDir: string;
+  appId: string;
+}
+
+export interface PartitionStatus {
+  partition: number;
+  state: 'restoring' | 'running' | 'closed';
+  position: number;
+  end: number;
+  lag: number;
+  caughtUp: boolean;
+  restoreMs: number;
+  restoredRecords: number;
+}
+
+export class StreamThread {
+  private consumer: Consumer | null = null;
+  private admin: Admin | null = null;
+  private readonly reader: PartitionReader;
+  private readonly tasks = new Map<number, StreamTask>();
+  private timer: NodeJS.Timeout | null = null;
+  private ticking = false;
+  private joined = false;
+  private stopping = false;
+  readonly groupId: string;
+
+  constructor(
+    private readonly kafka: Kafka,
+    private readonly topology: Topology,
+    private readonly opts: StreamThreadOptions,
+    private readonly log: Logger,
+  ) {
+    this.reader = new PartitionReader(kafka);
+    this.groupId = `${opts.appId}-${topology.name}`;
+  }
+
+  async start(): Promise<void> {
+    const { topology } = this;
+    this.admin = this.kafka.admin();
+    await this.admin.connect();
+    await this.reader.connect();
+    const consumer = (this.consumer = this.kafka.consumer({
+      groupId: this.groupId,
+      readUncommitted: false,
+      sessionTimeout: 30_000,
+      rebalanceTimeout: 60_000,
+      heartbeatInterval: 3_000,
+      maxBytesPerPartition: 1_048_576,
+      maxWaitTimeInMs: 100,
+    }));
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.joined = true;
+      const assigned = e.payload.memberAssignment[topology.source] ?? [];
+      this.reconcile(assigned).catch((err) => this.log.error({ err }, 'reassignment failed'));
+    });
+    consumer.on(consumer.events.CRASH, (e) => {
+      this.joined = false;
+      this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topic: topology.source, fromBeginning: true });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1024,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+    this.timer = setInterval(() => { void this.tick(); }, this.opts.punctuateIntervalMs);
+  }
+
+  private async reconcile(assigned: number[]): Promise<void> {
+    const keep = new Set(assigned);
+    const closing: Promise<void>[] = [];
+    for (const [p, task] of this.tasks) {
+      if (!keep.has(p)) {
+        this.tasks.delete(p);
+        closing.push(task.close(true));
+      }
+    }
+    await Promise.all(closing);
+    for (const p of assigned) this.taskFor(p);
+    this.log.info({ assigned }, 'partitions assigned');
+    taskMetrics().tasks.set({ state: 'assigned' }, this.tasks.size);
+  }
+
+  private taskFor(partition: number): StreamTask {
+    let task = this.tasks.get(partition);
+    if (!task) {
+      task = new StreamTask(partition, {
+        appId: this.opts.appId,
+        groupId: this.groupId,
+        sourceTopic: this.topology.source,
+        changelogTopic: this.topology.store.changelog,
+        storeName: this.topology.store.name,
+        stateDir: this.opts.stateDir,
+        createPartitioner: this.topology.createPartitioner,
+      }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
+      this.committedOffset(partition));
+      this.tasks.set(partition, task);
+      task.ready.catch((err) => {
+        this.log.error({ err, partition }, 'task failed to start');
+        if (this.tasks.get(partition) === task) this.tasks.delete(partition);
+        void task!.close(false);
+      });
+    }
+    return task;
+  }
+
+  private async committedOffset(partition: number): Promise<number | null> {
+    const res = await this.admin!.fetchOffsets({ groupId: this.groupId, topics: [this.topology.source] });
+    const o = res[0]?.partitions.find((x) => x.partition === partition)?.offset;
+    return o === undefined || Number(o) < 0 ? null : Number(o);
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.messages.length === 0) return;
+    const task = this.taskFor(batch.partition);
+    // Restore can take long: keep the group membership alive while waiting for it.
+    await whileHeartbeating(task.ready, heartbeat);
+    if (!isRunning() || isStale() || task.isClosed) return;
+    const records: InputRecord[] = batch.messages.map((m) => ({
+      topic: batch.topic,
+      partition: batch.partition,
+      offset: Number(m.offset),
+      key: m.key,
+      value: m.value,
+      headers: m.headers ?? {},
+      timestamp: Number(m.timestamp),
+    }));
+    try {
+      const done = await whileHeartbeating(task.processBatch(records, Number(batch.highWatermark)), heartbeat);
+      if (done) resolveOffset(batch.lastOffset());
+    } catch (e) {
+      if (e instanceof TaskFencedError) {
+        this.log.warn({ partition: batch.partition }, e.message);
+        if (this.tasks.get(batch.partition) === task) this.tasks.delete(batch.partition);
+        await task.close(false);
+      }
+      throw e;
+    }
+  }
+
+  /** Punctuates every running task, with the input partitions' ends read once for all. */
+  async tick(): Promise<void> {
+    if (this.ticking || this.stopping) return;
+    this.ticking = true;
+    try {
+      const running = [...this.tasks.values()].filter((t) => !t.isClosed);
+      if (running.length === 0) return;
+      let ends: Map<number, number>;
+      try {
+        ends = await this.reader.endOffsets(this.topology.source, running.map((t) => t.partition));
+      } catch (err) {
+        this.log.warn({ err }, 'cannot read partition ends; punctuating without wall-clock seals');
+        ends = new Map();
+      }
+      const now = Date.now();
+      const m = taskMetrics();
+      await Promise.all(running.map(async (t) => {
+        try {
+          await t.ready;
+          await t.punctuate(now, ends.get(t.partition));
+          const end = ends.get(t.partition);
+          if (end !== undefined) {
+            m.lag.set({ topic: this.topology.source, partition: String(t.partition) }, Math.max(0, end - t.position));
+            m.caughtUp.set({ partition: String(t.partition) }, t.position >= end ? 1 : 0);
+          }
+        } catch (err) {
+          this.log.warn({ err, partition: t.partition }, 'punctuation failed');
+        }
+      }));
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  /** Runs a function in a partition's task turn; null when this instance does not own it. */
+  async inPartition<T>(partition: number, fn: (task: StreamTask) => Promise<T>): Promise<T | null> {
+    const task = this.tasks.get(partition);
+    if (!task || task.isClosed) return null;
+    await task.ready;
+    return task.inTurn(() => fn(task));
+  }
+
+  async status(): Promise<PartitionStatus[]> {
+    const tasks = [...this.tasks.values()];
+    const ends = tasks.length > 0 ? await this.reader.endOffsets(this.topology.source, tasks.map((t) => t.partition)) : new Map();
+    const out: PartitionStatus[] = [];
+    for (const t of tasks) {
+      let restored = false;
+      await Promise.race([t.ready.then(() => { restored = true; }, () => undefined), Promise.resolve()]);
+      const end = ends.get(t.partition) ?? -1;
+      out.push({
+        partition: t.partition,
+        state: t.isClosed ? 'closed' : restored ? 'running' : 'restoring',
+        position: t.position,
+        end,
+        lag: Math.max(0, end - t.position),
+        caughtUp: t.position >= 0 && t.position >= end,
+        restoreMs: t.restoreMs,
+        restoredRecords: t.restoredRecords,
+      });
+    }
+    return out.sort((a, b) => a.partition - b.partition);
+  }
+
+  /** Joined the group and every assigned task restored. */
+  async isReady(): Promise<boolean> {
+    if (!this.joined || this.stopping) return false;
+    const flags = await Promise.all([...this.tasks.values()].map((t) =>
+      Promise.race([t.ready.then(() => true, () => false), new Promise<boolean>((r) => setImmediate(() => r(false)))])));
+    return flags.every(Boolean);
+  }
+
+  get partitions(): number[] {
+    return [...this.tasks.keys()].sort((a, b) => a - b);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    // Stopping the consumer waits for in-flight batches; then each task closes cleanly.
+    await this.consumer?.stop().catch(() => undefined);
+    await Promise.all([...this.tasks.values()].map((t) => t.close(true).catch((err) => this.log.warn({ err }, 'task close failed'))));
+    this.tasks.clear();
+    await this.consumer?.disconnect().catch(() => undefined);
+    await this.reader.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
+  }
+}
+
+async function whileHeartbeating<T>(work: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
+  let done = false;
+  const beat = (async () => {
+    while (!done) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (!done) await heartbeat().catch(() => undefined);
+    }
+  })();
+  try {
+    return await work;
+  } finally {
+    done = true;
+    void beat;
+  }
+}
