@@ -1,0 +1,100 @@
+// Runs one or more roles in this process, serves /metrics, /healthz and /readyz, and shuts down
+// gracefully on SIGTERM or SIGINT: the consumers stop after their in-flight batch (each committed
+// or aborted as a whole), tasks checkpoint their stores, the group is left. A second signal exits
+// at once.
+import os from 'node:os';
+import type { Config } from './config';
+import { logger } from './log';
+import { enableProcessMetrics } from './metrics';
+import { startHttpServer, type Route } from './http-server';
+import { startTracker } from './roles/tracker';
+
+export type Role = 'tracker' | 'etl' | 'analysis';
+export const ALL_ROLES: Role[] = ['tracker', 'etl', 'analysis'];
+
+// Loaded on demand: a tracker-only process does not load pg and the analyzers.
+const ETL_MODULE = './processors/etl';
+const ANALYSIS_MODULE = './processors/analysis';
+
+interface Running { name: Role; ready(): Promise<boolean>; stop(): Promise<void>; routes?: Record<string, Route> }
+
+export interface App {
+  port: number;
+  ready(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+async function startRole(role: Role, cfg: Config, endpoint: string): Promise<Running> {
+  switch (role) {
+    case 'tracker': {
+      const t = await startTracker(cfg, endpoint);
+      return { name: role, ready: t.ready, stop: t.stop, routes: t.routes };
+    }
+    case 'etl': {
+      const { startEtl } = await import(ETL_MODULE) as typeof import('./roles/downstream-api');
+      const r = await startEtl(cfg, {});
+      return { name: role, ready: async () => true, stop: () => r.stop() };
+    }
+    case 'analysis': {
+      const { startAnalysis } = await import(ANALYSIS_MODULE) as typeof import('./roles/downstream-api');
+      const r = await startAnalysis(cfg, {});
+      return { name: role, ready: async () => true, stop: () => r.stop() };
+    }
+  }
+}
+
+export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
+  const log = logger('LiveSync');
+  enableProcessMetrics();
+  const running: Running[] = [];
+  const routes: Record<string, Route> = {};
+  let started = false;
+  const http = await startHttpServer({
+    port: cfg.metricsPort,
+    ready: async () => started && (await Promise.all(running.map((r) => r.ready()))).every(Boolean),
+    routes,
+  });
+  const host = process.env.ADVERTISED_HOST ?? (cfg.metricsPort === 0 ? '127.0.0.1' : os.hostname());
+  const endpoint = `${host === os.hostname() ? '127.0.0.1' : host}:${http.port}`;
+  try {
+    for (const role of roles) {
+      const r = await startRole(role, cfg, endpoint);
+      running.push(r);
+      Object.assign(routes, r.routes ?? {});
+    }
+  } catch (e) {
+    for (const r of running.reverse()) await r.stop().catch(() => undefined);
+    await http.close();
+    throw e;
+  }
+  started = true;
+  log.info({ roles, metrics: `http://${endpoint}/metrics` }, 'started');
+  return {
+    port: http.port,
+    ready: async () => started && (await Promise.all(running.map((r) => r.ready()))).every(Boolean),
+    stop: async () => {
+      for (const r of [...running].reverse()) await r.stop().catch((err) => log.error({ err, role: r.name }, 'stop failed'));
+      await http.close();
+      log.info('stopped');
+    },
+  };
+}
+
+/** Runs until SIGTERM/SIGINT, then stops gracefully; a second signal exits at once. */
+export async function runUntilSignalled(app: App): Promise<void> {
+  const log = logger('LiveSync');
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const onSignal = (sig: NodeJS.Signals) => {
+      if (stopping) {
+        log.warn({ signal: sig }, 'second signal: exiting now');
+        process.exit(130);
+      }
+      stopping = true;
+      log.info({ signal: sig }, 'shutting down');
+      app.stop().then(resolve, (err) => { log.error({ err }, 'shutdown failed'); process.exitCode = 1; resolve(); });
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}

@@ -1,0 +1,29 @@
+// The chatstats command line (SPEC section 6). Each command lives in its own module.
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config';
+import { runCommand } from './run';
+import { produceCommand } from './produce';
+import { trackerCommands } from './tracker-commands';
+
+const program = new Command('chatstats')
+  .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
+  .version(require('../../../package.json').version)
+  .showHelpAfterError()
+  .exitOverride();
+
+program.addCommand(runCommand());
+program.addCommand(produceCommand());
+for (const c of trackerCommands()) program.addCommand(c);
+
+program.parseAsync(process.argv).then(
+  () => { if (process.exitCode === undefined) process.exit(0); else process.exit(process.exitCode); },
+  (e: unknown) => {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    if (e instanceof ConfigError) {
+      console.error(`chatstats: invalid configuration: ${e.message}`);
+      process.exit(2);
+    }
+    console.error(`chatstats: ${(e as Error).message ?? e}`);
+    process.exit(1);
+  },
+);

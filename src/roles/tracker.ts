@@ -1,0 +1,82 @@
+// The tracker role: provisions topics, registers schemas, runs the tracker topology, and answers
+// interactive queries about the partitions it owns (tracker-status, like Kafka Streams' IQ).
+import type { Config } from '../config';
+import { logger } from '../log';
+import { kafkaFromConfig } from '../kafka-client';
+import { ensureTopics, topicNames } from '../topics';
+import { RecordCodec } from '../records/codec';
+import { StreamThread } from '../runtime/stream-thread';
+import { trackerTopology } from '../topology';
+import type { ConversationTracker } from '../processors/conversation-tracker';
+import { partitionForKey } from '../records/partitioner';
+import type { Route } from '../http-server';
+
+export interface TrackerRole {
+  thread: StreamThread;
+  routes: Record<string, Route>;
+  ready(): Promise<boolean>;
+  stop(): Promise<void>;
+}
+
+/** `endpoint` (host:port of this instance's HTTP server) goes into the client id for discovery. */
+export async function startTracker(cfg: Config, endpoint: string): Promise<TrackerRole> {
+  const log = logger('ConversationTracker');
+  const kafka = kafkaFromConfig(cfg, `${cfg.appId}-tracker@${endpoint}`);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const created = await ensureTopics(admin, cfg);
+    if (created.length > 0) log.info({ topics: created }, 'topics created');
+  } finally {
+    await admin.disconnect();
+  }
+  const topics = topicNames(cfg);
+  const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
+  await codec.init();
+  const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log), {
+    appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs,
+  }, log);
+  await thread.start();
+  log.info({ source: topics.messages, endpoint }, 'tracker started');
+
+  const tracker = (t: { processorInstance: unknown }) => t.processorInstance as ConversationTracker;
+  const routes: Record<string, Route> = {
+    '/v1/tracker/status': async (url) => {
+      const verbose = url.searchParams.get('verbose') === '1';
+      const partitions = await thread.status();
+      const out = [];
+      for (const p of partitions) {
+        const detail = p.state === 'running'
+          ? await thread.inPartition(p.partition, async (task) => ({
+            open_conversations: tracker(task).openConversationCount,
+            next_deadlines: await tracker(task).nextDeadlines(verbose ? 50 : 5),
+          }))
+          : null;
+        out.push({ ...p, ...(detail ?? { open_conversations: null, next_deadlines: [] }) });
+      }
+      return { endpoint, partitions: out };
+    },
+    '/v1/tracker/chat': async (url) => {
+      const chat = url.searchParams.get('chat_id') ?? '';
+      const partitionCount = Number(url.searchParams.get('partitions') ?? cfg.topicPartitions);
+      const partition = partitionForKey(chat, partitionCount);
+      const res = await thread.inPartition(partition, async (task) => {
+        const d = await tracker(task).describeChat(chat);
+        return {
+          chat_id: chat, partition, known: d.state !== null,
+          open: d.open.map((o) => ({ ...o, started_at: new Date(o.startedAt).toISOString(), ended_at: new Date(o.endedAt).toISOString(), deadline_at: new Date(o.deadline).toISOString() })),
+        };
+      });
+      return res ?? { chat_id: chat, partition, owned: false };
+    },
+  };
+  return {
+    thread,
+    routes,
+    ready: () => thread.isReady(),
+    stop: async () => {
+      await thread.stop();
+      log.info('tracker stopped');
+    },
+  };
+}
