@@ -69,6 +69,8 @@ export class StreamTask {
   }
 
   get isClosed(): boolean { return this.closed; }
+  /** The task's processor, for read-only status queries run through inTurn(). */
+  get processorInstance(): Processor { return this.processor; }
   get position(): number { return this.pos; }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
