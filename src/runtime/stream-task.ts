@@ -87,6 +87,9 @@ export class StreamTask {
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
+      // The broker answers CONCURRENT_TRANSACTIONS while the previous commit's markers are being
+      // written (a few ms); kafkajs' default 300 ms first retry would stall every transaction.
+      retry: { initialRetryTime: 10, maxRetryTime: 1000, retries: 30 },
       createPartitioner: spec.createPartitioner,
     });
     await this.producer.connect();

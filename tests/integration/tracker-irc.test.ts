@@ -1,0 +1,104 @@
+// The bundled IRC sample through the real tracker on the real broker and registry: exactly the
+// outcome data/irc/README.md states, and the same conversations again from a fresh replay.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream } from 'node:fs';
+import readline from 'node:readline';
+import { isolatedEnv, configOf, testKafka, waitFor, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
+import { readTopic } from '../support/topic-reader';
+import { startApp, type App } from '../../src/app';
+import { ensureTopics, topicNames } from '../../src/topics';
+import { RecordCodec } from '../../src/records/codec';
+import { ChatMessageProducer } from '../../src/producer';
+import { parseChatMessageJson } from '../../src/records/validate';
+import type { ConversationSealed, LateMessage } from '../../src/records/types';
+
+process.env.LOG_LEVEL ??= 'warn';
+const env = isolatedEnv('irc', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms' });
+const cfg = configOf(env);
+const topics = topicNames(cfg);
+const kafka = testKafka();
+const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
+const apps: App[] = [];
+after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
+
+async function sealedAndLate(): Promise<{ sealed: ConversationSealed[]; late: LateMessage[] }> {
+  const sealed = await Promise.all((await readTopic(kafka, topics.sealed)).map((r) => codec.decode('ConversationSealed', r.value)));
+  const late = await Promise.all((await readTopic(kafka, topics.late)).map((r) => codec.decode('LateMessage', r.value)));
+  return { sealed, late };
+}
+
+test('the IRC sample gives 89 conversations of 13,069 messages and 949 late messages', async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, cfg);
+  await admin.disconnect();
+
+  const producer = new ChatMessageProducer({ kafka, codec });
+  await producer.connect();
+  const lines = readline.createInterface({ input: createReadStream(IRC_SAMPLE) });
+  let batch = [];
+  let total = 0;
+  for await (const line of lines) {
+    if (!line.trim()) continue;
+    batch.push(parseChatMessageJson(line));
+    if (batch.length === 1000) { await producer.send(batch); total += batch.length; batch = []; }
+  }
+  if (batch.length) { await producer.send(batch); total += batch.length; }
+  await producer.disconnect();
+  assert.equal(total, 14_018);
+
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  const { sealed, late } = await waitFor('89 sealed and 949 late', 90_000, async () => {
+    const r = await sealedAndLate();
+    return r.sealed.length >= 89 && r.late.length >= 949 ? r : undefined;
+  }, 500);
+
+  // Nothing more arrives once everything is sealed.
+  await new Promise((r) => setTimeout(r, 1500));
+  const again = await sealedAndLate();
+  assert.equal(again.sealed.length, 89, 'sealed conversations');
+  assert.equal(again.late.length, 949, 'late messages');
+
+  assert.equal(sealed.reduce((s, c) => s + c.message_count, 0), 13_069, 'messages in sealed conversations');
+  assert.equal(new Set(sealed.map((c) => c.conversation_id)).size, 89, 'conversation ids are unique');
+  for (const c of sealed) {
+    assert.equal(c.messages.length, c.message_count);
+    assert.equal(c.messages[0]!.sent_at, c.started_at);
+    assert.equal(c.messages.at(-1)!.sent_at, c.ended_at);
+    assert.ok(['NEXT_MESSAGE', 'GAP_TIMEOUT'].includes(c.seal_reason), c.seal_reason);
+  }
+  // Each of the 14,018 messages is in exactly one place: one conversation, or the late topic.
+  const seen = new Set<string>();
+  for (const c of sealed) for (const m of c.messages) { assert.ok(!seen.has(m.message_id), m.message_id); seen.add(m.message_id); }
+  for (const l of late) { assert.ok(!seen.has(l.message.message_id)); seen.add(l.message.message_id); }
+  assert.equal(seen.size, 14_018);
+  assert.deepEqual([...new Set(late.map((l) => l.message.chat_id))], ['irc:ubuntu-meeting.2']);
+  assert.ok(late.every((l) => l.would_be_conversation_id !== null), 'every late message names the conversation it would have joined');
+  // 12 chats: each chat's last conversation is sealed by the wall clock once caught up.
+  assert.equal(sealed.filter((c) => c.seal_reason === 'GAP_TIMEOUT').length, 12);
+  assert.equal(await app.ready(), true);
+  await app.stop();
+  apps.pop();
+
+  // A fresh processor (new application id, new state) replaying the same input topic produces
+  // exactly the same conversations: ids, boundaries, counts and message lists.
+  const replayCfg = configOf({ ...env, APP_ID: `${env.APP_ID}-replay`, STATE_DIR: `${env.STATE_DIR}-replay` });
+  const replay = await startApp(replayCfg, ['tracker']);
+  apps.push(replay);
+  const both = await waitFor('the replay', 90_000, async () => {
+    const r = await sealedAndLate();
+    return r.sealed.length >= 178 && r.late.length >= 1898 ? r : undefined;
+  }, 500);
+  const shape = (c: ConversationSealed) => JSON.stringify({ ...c, sealed_at: 0 });
+  const first = new Set(both.sealed.slice(0, 0).map(shape));
+  for (const c of sealed) first.add(shape(c));
+  const ids = new Map<string, number>();
+  for (const c of both.sealed) ids.set(c.conversation_id, (ids.get(c.conversation_id) ?? 0) + 1);
+  assert.equal(ids.size, 89);
+  assert.ok([...ids.values()].every((n) => n === 2));
+  const replayed = both.sealed.filter((c) => !sealed.some((s) => s.conversation_id === c.conversation_id && s.sealed_at === c.sealed_at));
+  assert.equal(replayed.length, 89);
+  assert.deepEqual(new Set(replayed.map(shape)), first);
+});
