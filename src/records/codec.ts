@@ -1,0 +1,644 @@
+// Encoding and decoding of every record kind (SPEC section 4). With a schema registry, values are
+// Avro in the Confluent wire format (byte 0, a 4-byte big-endian schema id, the Avro binary); without
+// one, JSON. Decoding accepts both whatever the setting: a value starting with byte 0 is
+// registry-framed Avro, one starting with "{" is JSON. Avro written with another (compatible)
+// version of a schema is read through an Avro resolver into the version this code knows.
+//
+// The registry is spoken to through its Confluent-compatible REST API (Confluent Schema Registry,
+// Apicurio's /apis/ccompat/v7, ...). Subjects follow TopicNameStrategy: `<topic>-value`, and
+// init() sets their compatibility to BACKWARD explicitly (Apicurio's global default is NONE).
+import { readFileSync, existsSync } from 'node:fs';
+import { isUtf8 } from 'node:buffer';
+import path from 'node:path';
+import { Type, type Resolver, type Schema } from 'avsc';
+import type { TopicNames } from '../topics';
+import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed, LateMessage } from './types';
+import type { AnalysisCompleted, ConversationReady } from './downstream-types';
+import { InvalidRecordError, jsonTypeOf, parseJson, parseTime, validateChatMessage } from './validate';
+
+/** Every record kind, by its Avro record name. */
+export interface RecordTypes {
+  ChatMessage: ChatMessage;
+  ConversationSealed: ConversationSealed;
+  LateMessage: LateMessage;
+  ChatCommand: ChatCommand;
+  CommandResult: CommandResult;
+  ConversationReady: ConversationReady;
+  AnalysisCompleted: AnalysisCompleted;
+}
+
+export type RecordKind = keyof RecordTypes;
+
+export const RECORD_KINDS: readonly RecordKind[] = [
+  'ChatMessage', 'ConversationSealed', 'LateMessage', 'ChatCommand', 'CommandResult', 'ConversationReady', 'AnalysisCompleted',
+];
+
+export type RecordFormat = 'avro' | 'json';
+
+/** Default size limits: one chat message is small; the other records carry whole conversations. */
+export const DEFAULT_MAX_CHAT_MESSAGE_BYTES = 64 * 1024;
+export const DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024;
+
+const MAGIC = 0;
+const HEADER = 5;
+const BRACE = 0x7b;
+
+// ---------------------------------------------------------------------------------------------
+// Schemas
+
+/** The directory of the .avsc files: `schemas/` at the package root. */
+export function defaultSchemaDir(): string {
+  // Compiled: dist/src/records; from sources: src/records.
+  for (const up of ['../../..', '../..']) {
+    const dir = path.resolve(__dirname, up, 'schemas');
+    if (existsSync(path.join(dir, 'ChatMessage.avsc'))) return dir;
+  }
+  throw new Error(`schemas/ChatMessage.avsc not found above ${__dirname}`);
+}
+
+const schemaCache = new Map<string, Record<RecordKind, AvscRecord>>();
+
+/** The parsed .avsc schema of each kind. */
+export function loadSchemas(dir: string = defaultSchemaDir()): Record<RecordKind, AvscRecord> {
+  let out = schemaCache.get(dir);
+  if (out === undefined) {
+    const loaded: Partial<Record<RecordKind, AvscRecord>> = {};
+    for (const kind of RECORD_KINDS) {
+      const file = path.join(dir, `${kind}.avsc`);
+      const schema = JSON.parse(readFileSync(file, 'utf8')) as AvscRecord;
+      if (schema.type !== 'record' || schema.name !== kind) throw new Error(`${file}: expected record ${kind}`);
+      loaded[kind] = schema;
+    }
+    out = loaded as Record<RecordKind, AvscRecord>;
+    schemaCache.set(dir, out);
+  }
+  return out;
+}
+
+// The subset of Avro schema JSON used by the .avsc files (and understood by the JSON reader).
+type AvscSchema = string | AvscSchema[] | AvscRecord | AvscEnum | AvscArray | AvscPrimitive;
+interface AvscRecord { type: 'record'; name: string; namespace?: string; doc?: string; fields: AvscField[] }
+interface AvscField { name: string; type: AvscSchema; doc?: string; default?: unknown }
+interface AvscEnum { type: 'enum'; name: string; namespace?: string; symbols: string[] }
+interface AvscArray { type: 'array'; items: AvscSchema }
+interface AvscPrimitive { type: string; logicalType?: string }
+
+// ---------------------------------------------------------------------------------------------
+// JSON side: a reader per kind, compiled from the Avro schema. It checks types, fills defaults,
+// accepts ISO-8601 strings for timestamp-millis fields and returns fresh plain objects with exactly
+// the schema's fields. Nested ChatMessages go through validateChatMessage, like top-level ones.
+
+type Read = (v: unknown, where: string) => unknown;
+
+function fieldName(where: string): string {
+  return where === '' ? 'value' : `field ${where}`;
+}
+
+function compileReader(schema: AvscSchema, named: Map<string, Read>, ns: string | undefined): Read {
+  if (typeof schema === 'string') {
+    const prim = compilePrimitive(schema, undefined);
+    if (prim !== null) return prim;
+    const full = schema.includes('.') || ns === undefined ? schema : `${ns}.${schema}`;
+    const r = named.get(full) ?? named.get(schema);
+    if (r === undefined) throw new Error(`unknown Avro type ${schema}`);
+    return (v, w) => r(v, w);
+  }
+  if (Array.isArray(schema)) {
+    const branches = schema.filter((s) => s !== 'null');
+    if (branches.length !== 1 || schema.length !== 2) throw new Error('only ["null", T] unions are supported');
+    const inner = compileReader(branches[0]!, named, ns);
+    return (v, w) => (v === null || v === undefined ? null : inner(v, w));
+  }
+  switch (schema.type) {
+    case 'record': {
+      const rec = schema as AvscRecord;
+      const recNs = rec.namespace ?? ns;
+      const full = rec.name.includes('.') || recNs === undefined ? rec.name : `${recNs}.${rec.name}`;
+      if (rec.name === 'ChatMessage') {
+        const r: Read = (v, w) => validateChatMessage(v, w === '' ? '' : `${w}.`);
+        named.set(full, r);
+        return r;
+      }
+      const fields: { name: string; read: Read; hasDefault: boolean; def: unknown }[] = [];
+      const r: Read = (v, w) => {
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+          throw new InvalidRecordError(w === '' ? `not a JSON object (got ${jsonTypeOf(v)})` : `${fieldName(w)} must be an object`, `got ${jsonTypeOf(v)}`);
+        }
+        const o = v as Record<string, unknown>;
+        const out: Record<string, unknown> = {};
+        const prefix = w === '' ? '' : `${w}.`;
+        for (const f of fields) {
+          const x = o[f.name];
+          if (x === undefined) {
+            if (!f.hasDefault) throw new InvalidRecordError(`field ${prefix}${f.name} is missing`);
+            out[f.name] = structuredClone(f.def);
+          } else {
+            out[f.name] = f.read(x, prefix + f.name);
+          }
+        }
+        return out;
+      };
+      named.set(full, r);
+      for (const f of rec.fields) {
+        fields.push({ name: f.name, read: compileReader(f.type, named, recNs), hasDefault: 'default' in f, def: f.default });
+      }
+      return r;
+    }
+    case 'enum': {
+      const en = schema as AvscEnum;
+      const symbols = new Set(en.symbols);
+      const r: Read = (v, w) => {
+        if (typeof v !== 'string' || !symbols.has(v)) throw new InvalidRecordError(`${fieldName(w)} must be one of ${en.symbols.join(', ')}`, `got ${JSON.stringify(v)}`);
+        return v;
+      };
+      const enNs = en.namespace ?? ns;
+      named.set(en.name.includes('.') || enNs === undefined ? en.name : `${enNs}.${en.name}`, r);
+      return r;
+    }
+    case 'array': {
+      const items = compileReader((schema as AvscArray).items, named, ns);
+      return (v, w) => {
+        if (!Array.isArray(v)) throw new InvalidRecordError(`${fieldName(w)} must be an array`, `got ${jsonTypeOf(v)}`);
+        const out = new Array<unknown>(v.length);
+        for (let i = 0; i < v.length; i++) out[i] = items(v[i], `${w}[${i}]`);
+        return out;
+      };
+    }
+    default: {
+      const prim = compilePrimitive(schema.type, (schema as AvscPrimitive).logicalType);
+      if (prim === null) throw new Error(`unsupported Avro type ${JSON.stringify(schema)}`);
+      return prim;
+    }
+  }
+}
+
+function compilePrimitive(type: string, logicalType: string | undefined): Read | null {
+  switch (type) {
+    case 'string':
+      return (v, w) => {
+        if (typeof v !== 'string') throw new InvalidRecordError(`${fieldName(w)} must be a string`, `got ${jsonTypeOf(v)}`);
+        return v;
+      };
+    case 'boolean':
+      return (v, w) => {
+        if (typeof v !== 'boolean') throw new InvalidRecordError(`${fieldName(w)} must be a boolean`, `got ${jsonTypeOf(v)}`);
+        return v;
+      };
+    case 'int':
+      return (v, w) => {
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) {
+          throw new InvalidRecordError(`${fieldName(w)} must be a 32-bit integer`, `got ${JSON.stringify(v)}`);
+        }
+        return v;
+      };
+    case 'long':
+      if (logicalType === 'timestamp-millis') {
+        return (v, w) => {
+          const t = parseTime(v);
+          if (t === null) throw new InvalidRecordError(`${fieldName(w)}: not a time: ${JSON.stringify(v)?.slice(0, 64)}`);
+          return t;
+        };
+      }
+      return (v, w) => {
+        if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw new InvalidRecordError(`${fieldName(w)} must be an integer`, `got ${JSON.stringify(v)}`);
+        return v;
+      };
+    case 'double':
+    case 'float':
+      return (v, w) => {
+        if (typeof v !== 'number') throw new InvalidRecordError(`${fieldName(w)} must be a number`, `got ${jsonTypeOf(v)}`);
+        return v;
+      };
+    case 'null':
+      return (v, w) => {
+        if (v !== null) throw new InvalidRecordError(`${fieldName(w)} must be null`);
+        return null;
+      };
+    default:
+      return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registry client (Confluent REST API)
+
+export class SchemaRegistryError extends Error {
+  constructor(message: string, readonly status: number | null, readonly errorCode: number | null) {
+    super(message);
+    this.name = 'SchemaRegistryError';
+  }
+}
+
+export type CompatibilityLevel = 'NONE' | 'BACKWARD' | 'BACKWARD_TRANSITIVE' | 'FORWARD' | 'FORWARD_TRANSITIVE' | 'FULL' | 'FULL_TRANSITIVE';
+
+const CONTENT_TYPE = 'application/vnd.schemaregistry.v1+json';
+
+/** A small client for the Confluent-compatible registry API. Credentials may be in the URL. */
+export class SchemaRegistryClient {
+  readonly baseUrl: string;
+  private readonly authorization: string | null;
+
+  constructor(url: string, private readonly opts: { timeoutMs?: number; retries?: number } = {}) {
+    const u = new URL(url);
+    this.authorization = u.username !== '' || u.password !== ''
+      ? `Basic ${Buffer.from(`${decodeURIComponent(u.username)}:${decodeURIComponent(u.password)}`).toString('base64')}`
+      : null;
+    u.username = '';
+    u.password = '';
+    this.baseUrl = u.toString().replace(/\/+$/, '');
+  }
+
+  /** The URL without credentials, for messages. */
+  toString(): string {
+    return this.baseUrl;
+  }
+
+  async request<T>(method: string, urlPath: string, body?: unknown): Promise<T> {
+    const retries = this.opts.retries ?? 3;
+    for (let attempt = 0; ; attempt++) {
+      let res: Response;
+      try {
+        const headers: Record<string, string> = { accept: `${CONTENT_TYPE}, application/json` };
+        if (body !== undefined) headers['content-type'] = CONTENT_TYPE;
+        if (this.authorization !== null) headers.authorization = this.authorization;
+        res = await fetch(this.baseUrl + urlPath, {
+          method,
+          headers,
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: AbortSignal.timeout(this.opts.timeoutMs ?? 10_000),
+        });
+      } catch (e) {
+        if (attempt < retries) { await sleep(100 * 3 ** attempt); continue; }
+        throw new SchemaRegistryError(`schema registry ${this.baseUrl} unreachable: ${method} ${urlPath}: ${(e as Error).message}`, null, null);
+      }
+      const text = await res.text();
+      if (res.ok) return (text === '' ? null : JSON.parse(text)) as T;
+      if (res.status >= 500 && attempt < retries) { await sleep(100 * 3 ** attempt); continue; }
+      let message = text;
+      let code: number | null = null;
+      try {
+        const j = JSON.parse(text) as { message?: string; error_code?: number };
+        message = j.message ?? text;
+        code = typeof j.error_code === 'number' ? j.error_code : null;
+      } catch { /* not JSON */ }
+      throw new SchemaRegistryError(`schema registry: ${method} ${urlPath}: HTTP ${res.status}: ${message}`, res.status, code);
+    }
+  }
+
+  /** The schema text of a schema id, or null when the registry does not know the id. */
+  async schemaById(id: number): Promise<{ schema: string; schemaType: string } | null> {
+    try {
+      const r = await this.request<{ schema: string; schemaType?: string }>('GET', `/schemas/ids/${id}`);
+      return { schema: r.schema, schemaType: r.schemaType ?? 'AVRO' };
+    } catch (e) {
+      if (e instanceof SchemaRegistryError && e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  /** Registers a schema under a subject (or finds it already there); returns its id. */
+  async register(subject: string, schema: string): Promise<number> {
+    const r = await this.request<{ id: number }>('POST', `/subjects/${encodeURIComponent(subject)}/versions`, { schema });
+    return r.id;
+  }
+
+  /** The subject's compatibility level; null when the subject has none of its own (or is unknown). */
+  async compatibility(subject: string): Promise<string | null> {
+    try {
+      const r = await this.request<{ compatibilityLevel?: string; compatibility?: string }>('GET', `/config/${encodeURIComponent(subject)}`);
+      return r.compatibilityLevel ?? r.compatibility ?? null;
+    } catch (e) {
+      if (e instanceof SchemaRegistryError && e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  async setCompatibility(subject: string, level: CompatibilityLevel): Promise<void> {
+    await this.request('PUT', `/config/${encodeURIComponent(subject)}`, { compatibility: level });
+  }
+
+  /** Whether the schema could be registered under the subject (checked against its latest version). */
+  async isCompatible(subject: string, schema: string): Promise<boolean> {
+    const r = await this.request<{ is_compatible: boolean }>('POST', `/compatibility/subjects/${encodeURIComponent(subject)}/versions/latest`, { schema });
+    return r.is_compatible;
+  }
+
+  async versions(subject: string): Promise<number[]> {
+    return this.request<number[]>('GET', `/subjects/${encodeURIComponent(subject)}/versions`);
+  }
+
+  /** Deletes a subject (soft, then permanently when asked). */
+  async deleteSubject(subject: string, permanent = false): Promise<void> {
+    const s = encodeURIComponent(subject);
+    try {
+      await this.request('DELETE', `/subjects/${s}`);
+    } catch (e) {
+      if (!(e instanceof SchemaRegistryError && e.status === 404)) throw e;
+    }
+    if (permanent) await this.request('DELETE', `/subjects/${s}?permanent=true`);
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The codec
+
+export interface RecordCodecOptions {
+  /** Confluent-compatible registry API; null: write JSON (Avro input is then refused). */
+  registryUrl: string | null;
+  topics: TopicNames;
+  /** Topic of ChatCommand records; default: `chat.commands` with the prefix of topics.messages. */
+  commandsTopic?: string;
+  /** Size limits per kind, in bytes of the encoded value. */
+  maxBytes?: Partial<Record<RecordKind, number>>;
+  /** Where the .avsc files are; default: the package's schemas/. */
+  schemaDir?: string;
+  /** How long an unknown schema id is remembered as unknown before the registry is asked again. */
+  unknownIdTtlMs?: number;
+}
+
+type AvroDecode = (payload: Buffer) => unknown;
+
+export class RecordCodec {
+  readonly format: RecordFormat;
+  readonly registry: SchemaRegistryClient | null;
+  readonly schemas: Record<RecordKind, AvscRecord>;
+  private readonly topics: TopicNames;
+  private readonly commandsTopic: string;
+  private readonly limits: Record<RecordKind, number>;
+  private readonly types = {} as Record<RecordKind, Type>;
+  private readonly readers = {} as Record<RecordKind, Read>;
+  /** Per kind: schema id -> decoder for records written with that schema. */
+  private readonly avroReaders = {} as Record<RecordKind, Map<number, AvroDecode>>;
+  private readonly writerIds = new Map<RecordKind, number>();
+  private readonly writerTypes = new Map<number, Promise<Type>>();
+  private readonly unknownIds = new Map<number, number>();
+  private readonly unknownIdTtlMs: number;
+  private initPromise: Promise<Record<RecordKind, number> | null> | null = null;
+
+  constructor(opts: RecordCodecOptions) {
+    this.format = opts.registryUrl ? 'avro' : 'json';
+    this.registry = opts.registryUrl ? new SchemaRegistryClient(opts.registryUrl) : null;
+    this.topics = opts.topics;
+    this.commandsTopic = opts.commandsTopic ?? opts.topics.messages.replace(/chat\.messages$/, 'chat.commands');
+    this.unknownIdTtlMs = opts.unknownIdTtlMs ?? 60_000;
+    this.schemas = loadSchemas(opts.schemaDir);
+    const limits = {} as Record<RecordKind, number>;
+    const named = new Map<string, Read>();
+    for (const kind of RECORD_KINDS) {
+      limits[kind] = opts.maxBytes?.[kind] ?? (kind === 'ChatMessage' ? DEFAULT_MAX_CHAT_MESSAGE_BYTES : DEFAULT_MAX_RECORD_BYTES);
+      this.types[kind] = Type.forSchema(this.schemas[kind] as unknown as Schema, { wrapUnions: 'auto', omitRecordMethods: true });
+      this.readers[kind] = compileReader(this.schemas[kind], named, undefined);
+      this.avroReaders[kind] = new Map();
+    }
+    this.limits = limits;
+  }
+
+  /** The topic a kind is written to. */
+  topicFor(kind: RecordKind): string {
+    switch (kind) {
+      case 'ChatMessage': return this.topics.messages;
+      case 'ConversationSealed': return this.topics.sealed;
+      case 'LateMessage': return this.topics.late;
+      case 'ChatCommand': return this.commandsTopic;
+      case 'CommandResult': return this.topics.commandResults;
+      case 'ConversationReady': return this.topics.ready;
+      case 'AnalysisCompleted': return this.topics.completed;
+    }
+  }
+
+  /** The registry subject of a kind (TopicNameStrategy). */
+  subjectFor(kind: RecordKind): string {
+    return `${this.topicFor(kind)}-value`;
+  }
+
+  /** The size limit of a kind, in bytes. */
+  maxBytesFor(kind: RecordKind): number {
+    return this.limits[kind];
+  }
+
+  /** The Avro schema text registered for a kind. */
+  schemaText(kind: RecordKind): string {
+    return JSON.stringify(this.schemas[kind]);
+  }
+
+  /**
+   * With a registry: sets each subject's compatibility to BACKWARD and registers the schema,
+   * returning the schema id per kind. Without one: nothing to do (null). Idempotent; encode()
+   * calls it when needed.
+   */
+  init(): Promise<Record<RecordKind, number> | null> {
+    if (this.initPromise === null) {
+      this.initPromise = this.doInit();
+      this.initPromise.catch(() => { this.initPromise = null; });
+    }
+    return this.initPromise;
+  }
+
+  private async doInit(): Promise<Record<RecordKind, number> | null> {
+    const registry = this.registry;
+    if (registry === null) return null;
+    const ids = {} as Record<RecordKind, number>;
+    await Promise.all(RECORD_KINDS.map(async (kind) => {
+      const subject = this.subjectFor(kind);
+      // Confluent accepts a subject's config before its first version; older Apicurio answered 404
+      // (kafkajs/confluent-schema-registry#200), so then the config is set after registering.
+      let configured = true;
+      try {
+        await registry.setCompatibility(subject, 'BACKWARD');
+      } catch (e) {
+        if (!(e instanceof SchemaRegistryError && e.status === 404)) throw e;
+        configured = false;
+      }
+      const id = await registry.register(subject, this.schemaText(kind));
+      if (!configured) await registry.setCompatibility(subject, 'BACKWARD');
+      ids[kind] = id;
+    }));
+    for (const kind of RECORD_KINDS) {
+      const id = ids[kind];
+      this.writerIds.set(kind, id);
+      // Our own schema: no fetch, no resolver.
+      const type = this.types[kind];
+      if (!this.writerTypes.has(id)) this.writerTypes.set(id, Promise.resolve(type));
+      this.avroReaders[kind].set(id, (payload) => type.fromBuffer(payload));
+    }
+    return ids;
+  }
+
+  /** The schema id this codec writes a kind with (after init). */
+  schemaIdFor(kind: RecordKind): number | undefined {
+    return this.writerIds.get(kind);
+  }
+
+  /** Checks a value against the kind's schema and returns a clean copy (defaults filled, ISO times as ms). */
+  normalize<K extends RecordKind>(kind: K, value: unknown): RecordTypes[K] {
+    return this.readers[kind](value, '') as RecordTypes[K];
+  }
+
+  /** Encodes a record: Avro (registry-framed) with a registry, JSON otherwise. */
+  async encode<K extends RecordKind>(kind: K, value: RecordTypes[K]): Promise<Buffer> {
+    if (this.format === 'json') return this.encodeJson(kind, value);
+    if (!this.writerIds.has(kind)) await this.init();
+    return this.encodeAvroSync(kind, value);
+  }
+
+  /** JSON encoding, whatever the setting. Times are integer epoch milliseconds. */
+  encodeJson<K extends RecordKind>(kind: K, value: RecordTypes[K]): Buffer {
+    const buf = Buffer.from(JSON.stringify(this.normalize(kind, value)), 'utf8');
+    this.checkSize(kind, buf.length);
+    return buf;
+  }
+
+  /** Avro encoding with this codec's schema id; init() must have completed. */
+  encodeAvroSync<K extends RecordKind>(kind: K, value: RecordTypes[K]): Buffer {
+    const id = this.writerIds.get(kind);
+    if (id === undefined) throw new Error(`RecordCodec: no schema id for ${kind}; call init() with a registry first`);
+    const body = this.types[kind].toBuffer(this.normalize(kind, value));
+    const buf = Buffer.allocUnsafe(HEADER + body.length);
+    buf[0] = MAGIC;
+    buf.writeInt32BE(id, 1);
+    body.copy(buf, HEADER);
+    this.checkSize(kind, buf.length);
+    return buf;
+  }
+
+  /** Synchronous encoding once init() has completed (or without a registry). */
+  encodeSync<K extends RecordKind>(kind: K, value: RecordTypes[K]): Buffer {
+    return this.format === 'json' ? this.encodeJson(kind, value) : this.encodeAvroSync(kind, value);
+  }
+
+  // Shorthands for the processors.
+  encodeSealed(value: ConversationSealed): Promise<Buffer> { return this.encode('ConversationSealed', value); }
+  encodeLate(value: LateMessage): Promise<Buffer> { return this.encode('LateMessage', value); }
+  encodeCommandResult(value: CommandResult): Promise<Buffer> { return this.encode('CommandResult', value); }
+  encodeReady(value: ConversationReady): Promise<Buffer> { return this.encode('ConversationReady', value); }
+  encodeCompleted(value: AnalysisCompleted): Promise<Buffer> { return this.encode('AnalysisCompleted', value); }
+  decodeSealed(value: Buffer | null | undefined): Promise<ConversationSealed> { return this.decode('ConversationSealed', value); }
+  decodeReady(value: Buffer | null | undefined): Promise<ConversationReady> { return this.decode('ConversationReady', value); }
+
+  /** Decodes a chat message (Avro or JSON), validated; InvalidRecordError when it is not one. */
+  decodeChatMessage(value: Buffer | null | undefined): Promise<ChatMessage> {
+    return this.decode('ChatMessage', value);
+  }
+
+  /**
+   * Decodes a record of any kind, Avro or JSON. Rejects with InvalidRecordError when the record is
+   * bad (DLQ it), and with SchemaRegistryError when the registry cannot be reached to resolve a
+   * schema id it has not seen yet (transient: retry, do not DLQ).
+   */
+  decode<K extends RecordKind>(kind: K, value: Buffer | null | undefined): Promise<RecordTypes[K]> {
+    try {
+      if (value === null || value === undefined || value.length === 0) throw new InvalidRecordError('empty value');
+      this.checkSize(kind, value.length);
+      if (value[0] === MAGIC) {
+        if (value.length < HEADER) throw new InvalidRecordError('truncated Avro record', `${value.length} bytes, the header alone is ${HEADER}`);
+        const id = value.readInt32BE(1);
+        const dec = this.avroReaders[kind].get(id);
+        if (dec !== undefined) return Promise.resolve(this.finishAvro(kind, id, dec, value));
+        return this.decodeAvroSlow(kind, id, value);
+      }
+      return Promise.resolve(this.decodeJson(kind, value));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** JSON decoding (synchronous), the hot path without a registry. */
+  decodeJson<K extends RecordKind>(kind: K, value: Buffer): RecordTypes[K] {
+    if (value.length === 0) throw new InvalidRecordError('empty value');
+    let first = value[0]!;
+    if (first !== BRACE) {
+      // Allow leading whitespace; anything else is not a JSON object, but say what it is.
+      let i = 0;
+      while (i < value.length && (value[i] === 0x20 || value[i] === 0x0a || value[i] === 0x0d || value[i] === 0x09)) i++;
+      first = value[i] ?? 0;
+    }
+    if (!isUtf8(value)) throw new InvalidRecordError('not JSON', 'invalid UTF-8');
+    const text = value.toString('utf8');
+    if (first !== BRACE) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new InvalidRecordError('not JSON', `first byte 0x${value[0]!.toString(16).padStart(2, '0')}; expected 0x00 (registry-framed Avro) or "{" (JSON)`);
+      }
+      throw new InvalidRecordError(`not a JSON object (got ${jsonTypeOf(parsed)})`);
+    }
+    return this.readers[kind](parseJson(text), '') as RecordTypes[K];
+  }
+
+  private checkSize(kind: RecordKind, n: number): void {
+    const limit = this.limits[kind];
+    if (n > limit) throw new InvalidRecordError(`oversize record: ${n} bytes > ${limit}`);
+  }
+
+  private finishAvro<K extends RecordKind>(kind: K, id: number, dec: AvroDecode, value: Buffer): RecordTypes[K] {
+    let raw: unknown;
+    try {
+      raw = dec(value.subarray(HEADER));
+    } catch (e) {
+      throw new InvalidRecordError(`Avro record (schema id ${id}) cannot be decoded`, (e as Error).message);
+    }
+    return this.readers[kind](raw, '') as RecordTypes[K];
+  }
+
+  private async decodeAvroSlow<K extends RecordKind>(kind: K, id: number, value: Buffer): Promise<RecordTypes[K]> {
+    let dec = this.avroReaders[kind].get(id);
+    if (dec === undefined) {
+      const writer = await this.writerType(id);
+      dec = this.avroReaders[kind].get(id);
+      if (dec === undefined) {
+        const reader = this.types[kind];
+        if (reader.equals(writer)) {
+          dec = (payload) => reader.fromBuffer(payload);
+        } else {
+          let resolver: Resolver;
+          try {
+            resolver = reader.createResolver(writer);
+          } catch (e) {
+            throw new InvalidRecordError(`schema id ${id} cannot be read as ${kind}`, (e as Error).message);
+          }
+          dec = (payload) => reader.fromBuffer(payload, resolver);
+        }
+        this.avroReaders[kind].set(id, dec);
+      }
+    }
+    return this.finishAvro(kind, id, dec, value);
+  }
+
+  /** The writer schema of an id, fetched once (concurrent lookups share one request). */
+  private writerType(id: number): Promise<Type> {
+    const registry = this.registry;
+    if (registry === null) {
+      return Promise.reject(new InvalidRecordError(`Avro record with schema id ${id}, but no schema registry is configured (SCHEMA_REGISTRY_URL)`));
+    }
+    const until = this.unknownIds.get(id);
+    if (until !== undefined) {
+      if (Date.now() < until) return Promise.reject(new InvalidRecordError(`unknown schema id ${id}`, `not in the schema registry ${registry}`));
+      this.unknownIds.delete(id);
+    }
+    let p = this.writerTypes.get(id);
+    if (p === undefined) {
+      p = (async () => {
+        const found = await registry.schemaById(id);
+        if (found === null) {
+          this.unknownIds.set(id, Date.now() + this.unknownIdTtlMs);
+          throw new InvalidRecordError(`unknown schema id ${id}`, `not in the schema registry ${registry}`);
+        }
+        if (found.schemaType.toUpperCase() !== 'AVRO') throw new InvalidRecordError(`schema id ${id} is a ${found.schemaType} schema, not Avro`);
+        try {
+          return Type.forSchema(JSON.parse(found.schema) as Schema, { wrapUnions: 'auto', omitRecordMethods: true });
+        } catch (e) {
+          throw new InvalidRecordError(`schema id ${id} is not a usable Avro schema`, (e as Error).message);
+        }
+      })();
+      this.writerTypes.set(id, p);
+      // Failures are not cached here: an unknown id has its own short memory, a registry outage none.
+      p.catch(() => { if (this.writerTypes.get(id) === p) this.writerTypes.delete(id); });
+    }
+    return p;
+  }
+}
