@@ -38,6 +38,37 @@ function isFenced(e: unknown): boolean {
   return FENCED.has(err?.type ?? '') || FENCED.has(err?.originalError?.type ?? '');
 }
 
+/**
+ * kafkajs writes all of a request's messages for one partition as a single record batch, and the
+ * broker checks max.message.bytes against the whole batch. Split into requests of bounded size
+ * (sent one after another, so per-partition order holds), as the Java client's batch.size does.
+ */
+const MAX_REQUEST_BYTES = 768 * 1024;
+function* splitRequests(byTopic: Map<string, Message[]>): Generator<{ topic: string; messages: Message[] }[]> {
+  let request: { topic: string; messages: Message[] }[] = [];
+  let bytes = 0;
+  for (const [topic, messages] of byTopic) {
+    let current: Message[] = [];
+    request.push({ topic, messages: current });
+    for (const m of messages) {
+      const size = 64 + sizeOf(m.key) + sizeOf(m.value);
+      if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
+        yield request;
+        current = [];
+        request = [{ topic, messages: current }];
+        bytes = 0;
+      }
+      current.push(m);
+      bytes += size;
+    }
+  }
+  if (bytes > 0) yield request.filter((r) => r.messages.length > 0);
+}
+
+function sizeOf(v: Buffer | string | null | undefined): number {
+  return v == null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class StreamTask {
@@ -177,9 +208,7 @@ export class StreamTask {
         list.push({ key: o.key, value: o.value, headers: o.headers as IHeaders | undefined, partition: o.partition });
       }
       if (changelog.length > 0) byTopic.set(this.spec.changelogTopic, changelog);
-      if (byTopic.size > 0) {
-        await txn.sendBatch({ topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
-      }
+      for (const request of splitRequests(byTopic)) await txn.sendBatch({ topicMessages: request });
       if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
       await txn.commit();
     } catch (e) {

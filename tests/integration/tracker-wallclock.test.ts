@@ -1,0 +1,111 @@
+// Wall-clock sealing (SPEC section 2, rule 2): once caught up, a conversation seals within about
+// one punctuation of its deadline; while the partition is behind, a backlog is never split early.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { isolatedEnv, configOf, testKafka, waitFor } from '../support/harness';
+import { readTopic } from '../support/topic-reader';
+import { startApp, type App } from '../../src/app';
+import { ensureTopics, topicNames } from '../../src/topics';
+import { RecordCodec } from '../../src/records/codec';
+import { ChatMessageProducer } from '../../src/producer';
+import type { ChatMessage, ConversationSealed } from '../../src/records/types';
+import type { Config } from '../../src/config';
+
+process.env.LOG_LEVEL ??= 'warn';
+const kafka = testKafka();
+const apps: App[] = [];
+after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
+
+function msg(chat: string, i: number, sentAt: number): ChatMessage {
+  return {
+    message_id: `${chat}:${i}`, chat_id: chat, sender_id: `u${i % 3}`, sent_at: sentAt, text: `message ${i}`,
+    chat_type: 'direct', is_from_me: false, reply_to_message_id: null, account_id: null,
+  };
+}
+
+async function setup(cfg: Config): Promise<{ producer: ChatMessageProducer; codec: RecordCodec }> {
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, cfg);
+  await admin.disconnect();
+  const codec = new RecordCodec({ registryUrl: null, topics: topicNames(cfg) });
+  const producer = new ChatMessageProducer({ kafka, codec });
+  await producer.connect();
+  return { producer, codec };
+}
+
+async function sealed(cfg: Config, codec: RecordCodec): Promise<ConversationSealed[]> {
+  return Promise.all((await readTopic(kafka, topicNames(cfg).sealed)).map((r) => codec.decode('ConversationSealed', r.value)));
+}
+
+const quantile = (xs: number[], q: number) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.ceil(q * s.length) - 1)]!;
+};
+
+test('live: conversations seal by wall clock within about one tick of their deadline', async () => {
+  const cfg = configOf(isolatedEnv('wallclock', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '100ms' }));
+  const { producer, codec } = await setup(cfg);
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  await waitFor('tracker ready', 30_000, async () => ((await app.ready()) ? true : undefined));
+
+  // Chats end at staggered times, so their deadlines fall at every phase of the tick.
+  const chats = 60;
+  for (let c = 0; c < chats; c++) {
+    for (let i = 0; i < 3; i++) await producer.send(msg(`live-${c}`, i, Date.now()));
+    await new Promise((r) => setTimeout(r, 17));
+  }
+  await producer.disconnect();
+  const got = await waitFor(`${chats} wall-clock seals`, 30_000, async () => {
+    const s = await sealed(cfg, codec);
+    return s.length >= chats ? s : undefined;
+  });
+  assert.equal(got.length, chats);
+  const delays = got.map((c) => c.sealed_at - (c.ended_at + c.gap_ms));
+  for (const c of got) {
+    assert.equal(c.seal_reason, 'GAP_TIMEOUT');
+    assert.equal(c.message_count, 3);
+  }
+  assert.ok(Math.min(...delays) > 0, 'never sealed at or before the deadline');
+  const p50 = quantile(delays, 0.5);
+  const p99 = quantile(delays, 0.99);
+  console.log(`seal delay past the deadline over ${delays.length} conversations (tick 100 ms): p50 ${p50} ms, p99 ${p99} ms, max ${Math.max(...delays)} ms`);
+  assert.ok(p99 < 1000, `p99 seal delay ${p99} ms should be under 1 s`);
+  await app.stop();
+  apps.pop();
+});
+
+test('backlog: a partition that is behind is sessionized by event time only, never split early', async () => {
+  // One partition, 40 chats x 500 messages one second apart (gap 2 s), all in the past: every
+  // deadline is long gone by wall clock, so any wall-clock seal before the backlog is read would
+  // split a chat. Several fetches and many ticks happen while the tracker works through it.
+  const cfg = configOf(isolatedEnv('backlog', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '50ms', TOPIC_PARTITIONS: '1' }));
+  const { producer, codec } = await setup(cfg);
+  const chats = 40;
+  const perChat = 500;
+  const t0 = Date.now() - 3_600_000;
+  for (let i = 0; i < perChat; i++) {
+    await producer.send(Array.from({ length: chats }, (_, c) => ({
+      ...msg(`backlog-${c}`, i, t0 + i * 1000 + c),
+      text: `message ${i} ${'x'.repeat(120)}`,
+    })));
+  }
+  await producer.disconnect();
+
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  const got = await waitFor(`${chats} conversations`, 60_000, async () => {
+    const s = await sealed(cfg, codec);
+    return s.length >= chats ? s : undefined;
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const all = await sealed(cfg, codec);
+  assert.equal(all.length, chats, 'one conversation per chat, none split');
+  for (const c of got) {
+    assert.equal(c.message_count, perChat);
+    assert.equal(c.seal_reason, 'GAP_TIMEOUT');
+  }
+  await app.stop();
+  apps.pop();
+});
