@@ -12,10 +12,7 @@ import { startTracker } from './roles/tracker';
 export type Role = 'tracker' | 'etl' | 'analysis';
 export const ALL_ROLES: Role[] = ['tracker', 'etl', 'analysis'];
 
-// Loaded on demand: a tracker-only process does not load pg and the analyzers.
-const ETL_MODULE = './processors/etl';
-const ANALYSIS_MODULE = './processors/analysis';
-
+// ETL and analysis are loaded on demand: a tracker-only process does not load pg and the analyzers.
 interface Running { name: Role; ready(): Promise<boolean>; stop(): Promise<void>; routes?: Record<string, Route> }
 
 export interface App {
@@ -31,14 +28,14 @@ async function startRole(role: Role, cfg: Config, endpoint: string): Promise<Run
       return { name: role, ready: t.ready, stop: t.stop, routes: t.routes };
     }
     case 'etl': {
-      const { startEtl } = await import(ETL_MODULE) as typeof import('./roles/downstream-api');
+      const { startEtl } = await import('./processors/etl');
       const r = await startEtl(cfg, {});
-      return { name: role, ready: async () => true, stop: () => r.stop() };
+      return { name: role, ready: () => r.ready(), stop: () => r.stop() };
     }
     case 'analysis': {
-      const { startAnalysis } = await import(ANALYSIS_MODULE) as typeof import('./roles/downstream-api');
+      const { startAnalysis } = await import('./processors/analysis');
       const r = await startAnalysis(cfg, {});
-      return { name: role, ready: async () => true, stop: () => r.stop() };
+      return { name: role, ready: () => r.ready(), stop: () => r.stop() };
     }
   }
 }

@@ -205,5 +205,5 @@ export function loadConfig(env: Env = process.env): Config {
 
 /** The gap that applies to a chat of this type. */
 export function gapFor(cfg: Pick<Config, 'gapMs' | 'gapByTypeMs'>, chatType: string | null): number {
-  return (chatType !== null && cfg.gapByTypeMs[chatType]) || cfg.gapMs;
+  return chatType !== null && Object.hasOwn(cfg.gapByTypeMs, chatType) ? cfg.gapByTypeMs[chatType]! : cfg.gapMs;
 }

@@ -74,7 +74,17 @@ export async function ensureTopics(admin: Admin, cfg: Pick<Config, 'topicPrefix'
   const missing = specs.filter((s) => !existing.has(s.topic));
   if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
   const names = topicNames(cfg);
-  const md = await admin.fetchTopicMetadata({ topics: [names.messages, names.trackerChangelog] });
+  // A KRaft broker may briefly answer UNKNOWN_TOPIC_OR_PARTITION right after creation.
+  let md: Awaited<ReturnType<Admin['fetchTopicMetadata']>> | null = null;
+  for (let attempt = 0; md === null; attempt++) {
+    try {
+      md = await admin.fetchTopicMetadata({ topics: [names.messages, names.trackerChangelog] });
+      if (md.topics.some((t) => t.partitions.length === 0 || t.partitions.some((p) => p.leader < 0))) md = null;
+    } catch (e) {
+      if (attempt >= 50) throw e;
+    }
+    if (md === null) await new Promise((r) => setTimeout(r, 100));
+  }
   const counts = md.topics.map((t) => t.partitions.length);
   if (counts[0] !== counts[1]) {
     throw new Error(`${names.trackerChangelog} has ${counts[1]} partitions but ${names.messages} has ${counts[0]}; they must match`);

@@ -4,6 +4,7 @@ import { ConfigError } from '../config';
 import { runCommand } from './run';
 import { produceCommand } from './produce';
 import { trackerCommands } from './tracker-commands';
+import { migrateCommand, listPassesCommand } from './downstream';
 
 const program = new Command('chatstats')
   .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
@@ -14,6 +15,8 @@ const program = new Command('chatstats')
 program.addCommand(runCommand());
 program.addCommand(produceCommand());
 for (const c of trackerCommands()) program.addCommand(c);
+program.addCommand(migrateCommand());
+program.addCommand(listPassesCommand());
 
 program.parseAsync(process.argv).then(
   () => { if (process.exitCode === undefined) process.exit(0); else process.exit(process.exitCode); },
