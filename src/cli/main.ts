@@ -5,6 +5,7 @@ import { runCommand } from './run';
 import { produceCommand } from './produce';
 import { trackerCommands } from './tracker-commands';
 import { migrateCommand, listPassesCommand } from './downstream';
+import { demoCommand } from './demo';
 
 const program = new Command('chatstats')
   .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
@@ -12,6 +13,7 @@ const program = new Command('chatstats')
   .showHelpAfterError()
   .exitOverride();
 
+program.addCommand(demoCommand());
 program.addCommand(runCommand());
 program.addCommand(produceCommand());
 for (const c of trackerCommands()) program.addCommand(c);

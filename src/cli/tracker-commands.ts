@@ -11,7 +11,7 @@ import { RecordCodec } from '../records/codec';
 import { PartitionReader } from '../runtime/partition-reader';
 import { COMMAND_HEADER } from '../processors/conversation-tracker';
 import type { ChatCommand, CommandResult } from '../records/types';
-import { partitionForKey } from '../records/partitioner';
+import { partitionForKey, JavaCompatiblePartitioner } from '../records/partitioner';
 import { printTable, fmtTime, ExitCode, fail } from './output';
 
 interface Member { clientId: string; endpoint: string | null; partitions: number[] }
@@ -60,7 +60,7 @@ async function sendCommands(kafka: Kafka, cfg: Config, cmds: { cmd: ChatCommand;
   const t = topicNames(cfg);
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics: t });
   const reader = new PartitionReader(kafka, 500);
-  const producer = kafka.producer({ idempotent: true });
+  const producer = kafka.producer({ idempotent: true, createPartitioner: JavaCompatiblePartitioner });
   await Promise.all([reader.connect(), producer.connect()]);
   try {
     let pos = (await reader.endOffsets(t.commandResults, [0])).get(0) ?? 0;

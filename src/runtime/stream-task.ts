@@ -156,7 +156,7 @@ export class StreamTask {
     const m = taskMetrics();
     m.restoreSeconds.observe({ store: spec.storeName }, this.restoreMs / 1000);
     m.restoreRecords.inc({ store: spec.storeName }, this.restoredRecords);
-    this.log.info({ partition, wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, position: this.pos },
+    this.log.info({ wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, position: this.pos },
       'task restored');
   }
 
@@ -256,12 +256,12 @@ export class StreamTask {
           checkpoint = (await this.reader.endOffsets(this.spec.changelogTopic, [this.partition])).get(this.partition) ?? null;
         }
       } catch (e) {
-        this.log.warn({ partition: this.partition, err: e }, 'cannot read changelog end; closing without checkpoint');
+        this.log.warn({ err: e }, 'cannot read changelog end; closing without checkpoint');
       }
       try { await this.processor.close(); } catch (e) { this.log.warn({ err: e }, 'processor close failed'); }
       if (this.store) await this.store.close(checkpoint);
       if (this.producer) await this.producer.disconnect().catch(() => undefined);
-      this.log.info({ partition: this.partition, clean: checkpoint !== null }, 'task closed');
+      this.log.info({ clean: checkpoint !== null }, 'task closed');
     };
     // A clean close waits its turn; an unclean one must not wait behind a stuck event.
     return clean ? this.enqueue(run) : run();

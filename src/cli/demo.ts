@@ -1,0 +1,175 @@
+// `chatstats demo`: the main job as a newcomer meets it. Runs every role in this process, replays
+// the bundled real chat logs into fresh topics, waits until every conversation is sealed, loaded
+// and analysed, and prints what happened, then where to look next.
+import path from 'node:path';
+import { Command } from 'commander';
+import { loadConfig, type Config } from '../config';
+import { startApp } from '../app';
+import { runProduce } from './produce';
+import { kafkaFromConfig } from '../kafka-client';
+import { topicNames } from '../topics';
+import { RecordCodec } from '../records/codec';
+import { PartitionReader } from '../runtime/partition-reader';
+import { createPool } from '../db/pool';
+import { migrate } from '../db/migrate';
+import { printTable } from './output';
+import type { ConversationSealed } from '../records/types';
+import { writeHtmlReport, type ReportData } from '../report/html-report';
+
+const SAMPLE = path.resolve(__dirname, '../../../data/irc/irc-new-domains.messages.jsonl');
+
+async function readAll(reader: PartitionReader, topic: string, partitions: number[]): Promise<(Buffer | null)[]> {
+  const begins = await reader.beginOffsets(topic, partitions);
+  const ends = await reader.endOffsets(topic, partitions);
+  const out: (Buffer | null)[] = [];
+  for (const p of partitions) {
+    await reader.read(topic, p, begins.get(p) ?? 0, ends.get(p) ?? 0, (rs) => { for (const r of rs) out.push(r.value); });
+  }
+  return out;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('replay the bundled real chat logs through tracker, ETL and analysis, and print a summary')
+    .option('--file <jsonl>', 'chat messages to replay (JSON Lines)', SAMPLE)
+    .option('--report <html>', 'where to write the HTML report', 'reports/demo.html')
+    .option('--timeout <seconds>', 'give up after this long', '300')
+    .action(async (opts: { file: string; report: string; timeout: string }) => {
+      const base = loadConfig();
+      const run = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
+      const cfg: Config = {
+        ...base,
+        topicPrefix: `${base.topicPrefix}${run}.`,
+        appId: `${base.appId}-${run}`,
+        stateDir: path.join(base.stateDir, run),
+        punctuateIntervalMs: Math.min(base.punctuateIntervalMs, 250),
+        // An ephemeral port, so the demo runs beside a `chatstats run` that holds METRICS_PORT.
+        metricsPort: 0,
+      };
+      const t = topicNames(cfg);
+      const say = (s: string) => process.stderr.write(`${s}\n`);
+      const started = Date.now();
+      say(`chatstats demo: run ${run}; topics ${t.messages} → ${t.sealed} → ${t.ready} → ${t.completed}`);
+
+      const pool = createPool(cfg.databaseUrl);
+      await migrate(pool);
+      const app = await startApp(cfg, ['tracker', 'etl', 'analysis']);
+      const kafka = kafkaFromConfig(cfg, `${cfg.appId}-demo`);
+      const reader = new PartitionReader(kafka);
+      const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics: t });
+      try {
+        say(`replaying ${path.relative(process.cwd(), opts.file)}`);
+        const produced = await runProduce({ file: opts.file, config: cfg });
+        say(`produced ${produced.sent} messages (${produced.invalid} invalid) in ${(produced.elapsed_ms / 1000).toFixed(1)}s`);
+
+        // Done when the tracker has caught up and sealed everything (the logs are history, so the
+        // wall clock seals each chat's last conversation), and every sealed conversation is loaded
+        // and has no pass pending or running.
+        const partitions = Array.from({ length: cfg.topicPartitions }, (_, i) => i);
+        const deadline = Date.now() + Number(opts.timeout) * 1000;
+        let sealed: ConversationSealed[] = [];
+        let lateCount = 0;
+        let lastLine = '';
+        for (;;) {
+          const sealedRaw = await readAll(reader, t.sealed, partitions);
+          const lateRaw = await readAll(reader, t.late, partitions);
+          sealed = await Promise.all(sealedRaw.map((v) => codec.decode('ConversationSealed', v)));
+          lateCount = lateRaw.length;
+          const ids = sealed.map((c) => c.conversation_id);
+          const { rows } = await pool.query<{ loaded: string; busy: string; runs: string }>(
+            `SELECT (SELECT count(*) FROM conversations WHERE conversation_id = ANY($1)) AS loaded,
+                    (SELECT count(*) FROM analysis_runs WHERE conversation_id = ANY($1) AND status IN ('pending','running')) AS busy,
+                    (SELECT count(DISTINCT conversation_id) FROM analysis_runs WHERE conversation_id = ANY($1)) AS runs`, [ids]);
+          const loaded = Number(rows[0]!.loaded);
+          const analysed = Number(rows[0]!.runs);
+          const busy = Number(rows[0]!.busy);
+          const open = (await app.ready()) ? await openConversations(app.port) : null;
+          const line = `  sealed ${sealed.length}, late ${lateCount}, loaded ${loaded}, analysed ${analysed}, passes in progress ${busy}${open === null ? '' : `, open ${open}`}`;
+          if (line !== lastLine) { say(line); lastLine = line; }
+          if (open === 0 && sealed.length > 0 && loaded === sealed.length && analysed === sealed.length && busy === 0) break;
+          if (Date.now() > deadline) throw new Error(`demo did not finish within ${opts.timeout}s (${line.trim()})`);
+          await sleep(500);
+        }
+        const elapsed = (Date.now() - started) / 1000;
+        const data = await summary(pool, sealed, lateCount, produced.sent, elapsed, run, cfg, app.port);
+        print(data);
+        await writeHtmlReport(opts.report, data);
+        console.log(`\nHTML report: ${path.resolve(opts.report)}`);
+      } finally {
+        await reader.disconnect().catch(() => undefined);
+        await app.stop();
+        await pool.end();
+      }
+    });
+}
+
+/** Open conversations across the tracker's partitions, or null while any partition is behind. */
+async function openConversations(port: number): Promise<number | null> {
+  const res = await fetch(`http://127.0.0.1:${port}/v1/tracker/status`, { signal: AbortSignal.timeout(5000) });
+  const body = (await res.json()) as { partitions: { caughtUp: boolean; open_conversations: number | null }[] };
+  if (body.partitions.length === 0 || body.partitions.some((p) => !p.caughtUp || p.open_conversations === null)) return null;
+  return body.partitions.reduce((s, p) => s + (p.open_conversations ?? 0), 0);
+}
+
+async function summary(pool: ReturnType<typeof createPool>, sealed: ConversationSealed[], late: number, produced: number, elapsedS: number, run: string, cfg: Config, port: number): Promise<ReportData> {
+  const ids = sealed.map((c) => c.conversation_id);
+  const { rows: coverage } = await pool.query<{ pass_name: string; status: string; n: string }>(
+    `SELECT pass_name, status, count(*) AS n FROM analysis_runs WHERE conversation_id = ANY($1) GROUP BY 1, 2 ORDER BY 1, 2`, [ids]);
+  const { rows: results } = await pool.query<{ conversation_id: string; pass_name: string; result: unknown }>(
+    `SELECT conversation_id, pass_name, result FROM analysis_runs WHERE conversation_id = ANY($1) AND status = 'completed' ORDER BY conversation_id, pass_name`, [ids]);
+  const byConversation = new Map<string, Record<string, unknown>>();
+  for (const r of results) {
+    const m = byConversation.get(r.conversation_id) ?? {};
+    m[r.pass_name] = r.result;
+    byConversation.set(r.conversation_id, m);
+  }
+  return {
+    run, produced, late, elapsedSeconds: elapsedS,
+    conversations: sealed.map((c) => ({
+      conversation_id: c.conversation_id, chat_id: c.chat_id, started_at: c.started_at, ended_at: c.ended_at,
+      message_count: c.message_count, participants: c.participant_ids.length, seal_reason: c.seal_reason,
+      continues_conversation_id: c.continues_conversation_id,
+      first_texts: c.messages.slice(0, 3).map((m) => `${m.sender_id}: ${m.text ?? ''}`.slice(0, 160)),
+      analysis: byConversation.get(c.conversation_id) ?? {},
+    })),
+    coverage: coverage.map((r) => ({ pass: r.pass_name, status: r.status, count: Number(r.n) })),
+    metricsUrl: `http://127.0.0.1:${port}/metrics`,
+    topicPrefix: cfg.topicPrefix,
+  };
+}
+
+function print(d: ReportData): void {
+  const reasons = new Map<string, number>();
+  for (const c of d.conversations) reasons.set(c.seal_reason, (reasons.get(c.seal_reason) ?? 0) + 1);
+  const messages = d.conversations.reduce((s, c) => s + c.message_count, 0);
+  const chats = new Set(d.conversations.map((c) => c.chat_id)).size;
+  console.log(`\n== chatstats demo: ${d.produced.toLocaleString('en')} messages replayed in ${d.elapsedSeconds.toFixed(1)}s ==\n`);
+  console.log(`${d.conversations.length} conversations in ${chats} chats hold ${messages.toLocaleString('en')} messages; ${d.late.toLocaleString('en')} messages arrived late.\n`);
+  printTable(['seal reason', 'conversations'], [...reasons].sort().map(([r, n]) => [r, n]));
+  console.log('');
+  const passes = [...new Set(d.coverage.map((c) => c.pass))].sort();
+  printTable(['pass', 'completed', 'skipped', 'failed', 'coverage'], passes.map((p) => {
+    const n = (s: string) => d.coverage.find((c) => c.pass === p && c.status === s)?.count ?? 0;
+    return [p, n('completed'), n('skipped'), n('failed'), `${((100 * n('completed')) / d.conversations.length).toFixed(0)} %`];
+  }));
+  console.log('\nA few conversations:');
+  const picks = [...d.conversations].sort((a, b) => b.message_count - a.message_count).filter((_, i) => i % 30 === 0).slice(0, 3);
+  for (const c of picks) {
+    const a = c.analysis as Record<string, any>;
+    console.log(`\n  ${c.conversation_id}  ${c.chat_id}  ${new Date(c.started_at).toISOString()} → ${new Date(c.ended_at).toISOString()}`);
+    console.log(`    ${c.message_count} messages, ${c.participants} participants, sealed ${c.seal_reason}`);
+    if (a.sentiment) console.log(`    sentiment: ${a.sentiment.label ?? JSON.stringify(a.sentiment).slice(0, 80)}`);
+    if (a.language) console.log(`    language: ${a.language.language ?? JSON.stringify(a.language).slice(0, 80)}`);
+    if (a.keywords) console.log(`    keywords: ${(a.keywords.keywords ?? []).slice(0, 6).map((k: any) => k.term).join(', ')}`);
+    for (const line of c.first_texts) console.log(`    | ${line}`);
+  }
+  console.log(`\nWhere to look next:
+  metrics:                  chatstats run all, then http://127.0.0.1:9464/metrics (METRICS_PORT)
+  the tracker:              chatstats tracker-status -v
+  the passes:               chatstats list-passes
+  SQL:                      psql "$DATABASE_URL" -c "SELECT seal_reason, count(*) FROM conversations GROUP BY 1"
+                            psql "$DATABASE_URL" -c "SELECT pass_name, status, count(*) FROM analysis_runs GROUP BY 1, 2"
+  topics of this run:       ${d.topicPrefix}*`);
+}
