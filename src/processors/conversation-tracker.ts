@@ -151,6 +151,9 @@ export class ConversationTracker implements Processor {
         decoded[i] = msg;
         if (!this.cache.has(msg.chat_id)) missing.add(msg.chat_id);
       } catch (e) {
+        // Bad data goes to the DLQ; anything else (the registry unreachable, say) fails the batch,
+        // which is then retried, so no good record is dead-lettered for a passing outage.
+        if ((e as Error)?.name !== 'InvalidRecordError') throw e;
         decoded[i] = e as Error;
       }
     }

@@ -164,7 +164,13 @@ export class StreamTask {
   processBatch(records: InputRecord[], highWatermark: number): Promise<boolean> {
     return this.enqueue(async () => {
       if (this.closed) return false;
-      await this.processor.process(records);
+      try {
+        await this.processor.process(records);
+      } catch (e) {
+        // Nothing of this batch is committed: forget its effects; kafkajs fetches it again.
+        this.discardPending();
+        throw e;
+      }
       const next = records[records.length - 1]!.offset + 1;
       await this.commit(next);
       this.pos = next;
@@ -179,11 +185,23 @@ export class StreamTask {
       if (this.closed) return;
       if (end !== undefined) this.end = end;
       const t0 = process.hrtime.bigint();
-      await this.processor.punctuate(now);
+      try {
+        await this.processor.punctuate(now);
+      } catch (e) {
+        this.discardPending();
+        throw e;
+      }
       await this.commit(null);
       taskMetrics().punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
       taskMetrics().storeBytes.set({ store: this.spec.storeName, partition: String(this.partition) }, this.store?.approximateSizeBytes() ?? 0);
     });
+  }
+
+  private discardPending(): void {
+    this.processor.abort();
+    this.outputs = [];
+    this.changelog = [];
+    this.storeOps = [];
   }
 
   private async commit(nextOffset: number | null): Promise<void> {
