@@ -78,6 +78,8 @@ export class ConversationTracker implements Processor {
   private readonly cache = new Map<string, Entry>();
   private readonly dirty = new Set<string>();
   private openTotal = 0;
+  /** Per-message counts, added to the counters once per commit rather than once per message. */
+  private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
 
   constructor(private readonly deps: TrackerDeps) {
@@ -259,20 +261,18 @@ export class ConversationTracker implements Processor {
           break;
         }
         case 'late':
-          m().late.inc();
-          m().messages.inc({ result: 'late' });
+          this.counts.late++;
           this.ctx.forward({ topic: topics.late, key: o.late.message.chat_id, value: await codec.encodeLate(o.late) });
           break;
         case 'duplicate':
-          m().duplicates.inc();
-          m().messages.inc({ result: 'duplicate' });
+          this.counts.duplicate++;
           break;
         case 'invalid':
           if (source) this.deadLetter(source, Object.assign(new Error(o.reason), { name: 'InvalidRecordError' }));
           break;
       }
     }
-    if (source && outputs.every((o) => o.kind === 'sealed')) m().messages.inc({ result: 'accepted' });
+    if (source && outputs.every((o) => o.kind === 'sealed')) this.counts.accepted++;
   }
 
   private deadLetter(r: InputRecord, err: Error): void {
@@ -305,7 +305,17 @@ export class ConversationTracker implements Processor {
     return e;
   }
 
+  private publishCounts(): void {
+    const c = this.counts;
+    const mm = m();
+    if (c.accepted) mm.messages.inc({ result: 'accepted' }, c.accepted);
+    if (c.late) { mm.messages.inc({ result: 'late' }, c.late); mm.late.inc(c.late); }
+    if (c.duplicate) { mm.messages.inc({ result: 'duplicate' }, c.duplicate); mm.duplicates.inc(c.duplicate); }
+    c.accepted = c.late = c.duplicate = 0;
+  }
+
   async flush(): Promise<void> {
+    this.publishCounts();
     if (this.dirty.size === 0) return;
     for (const chat of this.dirty) {
       const e = this.entry(chat);
@@ -336,6 +346,7 @@ export class ConversationTracker implements Processor {
   }
 
   abort(): void {
+    this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
     // States in the cache may hold changes of the failed transaction: reload from the store.
     this.cache.clear();
     this.dirty.clear();
