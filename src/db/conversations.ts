@@ -17,7 +17,8 @@ export function contentHash(messages: readonly Pick<ChatMessage, 'sender_id' | '
 }
 
 export type LoadOutcome =
-  | { status: 'inserted'; conversation_id: string; content_hash: string; messages: number }
+  /** `messages` rows were written; `duplicateMessages` message ids already belonged to another conversation and were left there. */
+  | { status: 'inserted'; conversation_id: string; content_hash: string; messages: number; duplicateMessages: number }
   | { status: 'existing'; conversation_id: string; content_hash: string }
   | { status: 'rejected'; conversation_id: string; error: Error };
 
@@ -45,7 +46,8 @@ SELECT m.message_id, m.conversation_id, m.position, m.chat_id, m.sender_id,
   m.text, m.is_from_me, m.reply_to_message_id, m.account_id
 FROM jsonb_to_recordset($1::jsonb) AS m(message_id text, conversation_id text, position integer, chat_id text,
   sender_id text, sent_at bigint, text text, is_from_me boolean, reply_to_message_id text, account_id text)
-ON CONFLICT (message_id) DO NOTHING`;
+ON CONFLICT (message_id) DO NOTHING
+RETURNING conversation_id`;
 
 interface Prepared { sealed: ConversationSealed; hash: string }
 
@@ -67,13 +69,15 @@ function messageRows(c: ConversationSealed): Record<string, unknown>[] {
   }));
 }
 
-async function insertGroup(client: PoolClient, group: Prepared[]): Promise<Set<string>> {
+/** Inserts the conversations that are new, with their messages; returns messages written per new conversation. */
+async function insertGroup(client: PoolClient, group: Prepared[]): Promise<Map<string, number>> {
   const { rows } = await client.query<{ conversation_id: string }>(CONV_SQL, [JSON.stringify(group.map(convRow))]);
-  const inserted = new Set(rows.map((r) => r.conversation_id));
+  const inserted = new Map(rows.map((r) => [r.conversation_id, 0]));
   const msgs = group.filter((p) => inserted.has(p.sealed.conversation_id)).flatMap((p) => messageRows(p.sealed));
   // A message of a conversation not inserted here was loaded with it before: nothing to add.
   for (let i = 0; i < msgs.length; i += 5000) {
-    await client.query(MSG_SQL, [JSON.stringify(msgs.slice(i, i + 5000))]);
+    const r = await client.query<{ conversation_id: string }>(MSG_SQL, [JSON.stringify(msgs.slice(i, i + 5000))]);
+    for (const row of r.rows) inserted.set(row.conversation_id, (inserted.get(row.conversation_id) ?? 0) + 1);
   }
   return inserted;
 }
@@ -91,7 +95,7 @@ export async function loadConversations(pool: Pool, batch: readonly Conversation
   let broken: Error | undefined;
   try {
     await client.query('BEGIN');
-    let inserted: Set<string>;
+    let inserted: Map<string, number>;
     const rejected = new Map<string, Error>();
     await client.query('SAVEPOINT whole_batch');
     try {
@@ -101,11 +105,11 @@ export async function loadConversations(pool: Pool, batch: readonly Conversation
       if (!isDataError(e)) throw e;
       // Some value is refused: redo one conversation at a time to find which.
       await client.query('ROLLBACK TO SAVEPOINT whole_batch');
-      inserted = new Set();
+      inserted = new Map();
       for (const p of prepared) {
         await client.query('SAVEPOINT one');
         try {
-          for (const id of await insertGroup(client, [p])) inserted.add(id);
+          for (const [id, n] of await insertGroup(client, [p])) inserted.set(id, n);
           await client.query('RELEASE SAVEPOINT one');
         } catch (e1) {
           if (!isDataError(e1)) throw e1;
@@ -119,7 +123,10 @@ export async function loadConversations(pool: Pool, batch: readonly Conversation
       const id = p.sealed.conversation_id;
       const err = rejected.get(id);
       if (err) return { status: 'rejected', conversation_id: id, error: err };
-      if (inserted.has(id)) return { status: 'inserted', conversation_id: id, content_hash: p.hash, messages: p.sealed.messages.length };
+      const written = inserted.get(id);
+      if (written !== undefined) {
+        return { status: 'inserted', conversation_id: id, content_hash: p.hash, messages: written, duplicateMessages: p.sealed.messages.length - written };
+      }
       return { status: 'existing', conversation_id: id, content_hash: p.hash };
     });
   } catch (e) {

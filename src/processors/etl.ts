@@ -67,6 +67,11 @@ const metrics = {
     labelNames: ['reason'] as const,
     registers: [registry],
   }),
+  duplicateMessages: new Counter({
+    name: 'chatstats_etl_duplicate_messages_total',
+    help: 'Messages of a newly loaded conversation whose message_id was already loaded with another conversation (not loaded again)',
+    registers: [registry],
+  }),
   ready: new Counter({
     name: 'chatstats_etl_ready_emitted_total',
     help: 'conversation.ready records produced',
@@ -272,7 +277,15 @@ class Etl {
         poison.push({ msg, err: o.error, reason: 'rejected' });
         return;
       }
-      if (o.status === 'inserted') { inserted++; messages += o.messages; } else existing++;
+      if (o.status === 'inserted') {
+        inserted++;
+        messages += o.messages;
+        if (o.duplicateMessages > 0) {
+          metrics.duplicateMessages.inc(o.duplicateMessages);
+          this.log.warn({ conversation_id: o.conversation_id, duplicateMessages: o.duplicateMessages },
+            'message ids of this conversation were already loaded with another conversation; they stay there');
+        }
+      } else existing++;
       const value: ConversationReady = {
         conversation_id: sealed.conversation_id, chat_id: sealed.chat_id, account_id: sealed.account_id,
         message_count: sealed.messages.length, started_at: sealed.started_at, ended_at: sealed.ended_at,

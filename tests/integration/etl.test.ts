@@ -12,7 +12,11 @@ import { ensureTopics, topicNames } from '../../src/topics';
 import { registry } from '../../src/metrics';
 import { RecordCodec, RECORD_KINDS, SchemaRegistryClient } from '../../src/records/codec';
 import type { ChatMessage, ConversationSealed } from '../../src/records/types';
+import { mkdtempSync, readdirSync, copyFileSync, writeFileSync, appendFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createPool } from '../../src/db/pool';
+import { defaultMigrationsDir, migrate } from '../../src/db/migrate';
 import { contentHash } from '../../src/db/conversations';
 import { startEtl, type EtlHandle, type EtlOptions } from '../../src/processors/etl';
 import { REGISTRY_URL, deleteTopics, testKafka, uniquePrefix } from '../fixtures/kafka';
@@ -247,6 +251,13 @@ test('poison records go to conversation.sealed.dlq with the reason; the rest loa
   mismatch.message_count = 9;
   const nul = sealed('poison', 5);
   nul.messages[0]!.text = 'bad \u0000 byte';
+  // Not poison: a conversation one of whose message ids was loaded with another conversation.
+  // (Same chat, so same partition, after the conversation that has the message first.)
+  const overlap = sealed('poison', 6, { chat_id: sealed('poison', 1).chat_id });
+  for (const m of overlap.messages) m.chat_id = overlap.chat_id;
+  overlap.messages[0]!.message_id = good[0]!.messages[0]!.message_id;
+  overlap.first_message_id = overlap.messages[0]!.message_id;
+  const dupBefore = await metricSum('chatstats_etl_duplicate_messages_total');
   const dlqBefore = await metricSum('chatstats_etl_dlq_total');
   await produceSealed(e, [
     good[0]!,
@@ -256,12 +267,18 @@ test('poison records go to conversation.sealed.dlq with the reason; the rest loa
     mismatch,
     nul,
     good[2]!,
+    overlap,
   ]);
   const h = await etl(e);
-  await waitFor('the good conversations', async () => (await convCount('poison')) >= 3);
+  await waitFor('the good conversations', async () => (await convCount('poison')) >= 4);
   let dlq: Awaited<ReturnType<typeof readTopic>> = [];
   await waitFor('4 DLQ records', async () => (dlq = await readTopic(kafka, e.topics.sealedDlq)).length >= 4);
   await h.stop();
+  const dupLoaded = await loaded(overlap.conversation_id);
+  assert.equal(dupLoaded.message_count, overlap.message_count);
+  assert.deepEqual(dupLoaded.messages.map((m) => m.message_id), overlap.messages.slice(1).map((m) => m.message_id), 'the shared message stays with its first conversation');
+  assert.equal(await metricSum('chatstats_etl_duplicate_messages_total') - dupBefore, 1);
+  await pool.query('DELETE FROM conversations WHERE conversation_id = $1', [overlap.conversation_id]);
   await assertExactlyLoaded(good, 'poison');
   assert.equal(dlq.length, 4);
   const reasons = dlq.map((r) => String(r.headers?.['x-dlq-reason'])).sort();
@@ -274,8 +291,8 @@ test('poison records go to conversation.sealed.dlq with the reason; the rest loa
   assert.equal(raw.value?.toString(), 'this is not a record', 'original bytes kept');
   assert.equal(String(raw.headers?.['x-dlq-source-topic']), e.topics.sealed);
   assert.equal(await metricSum('chatstats_etl_dlq_total') - dlqBefore, 4);
-  const ready = await readReady(e, 3);
-  assert.deepEqual([...new Set(ready.ids)].sort(), good.map((g) => g.conversation_id).sort());
+  const ready = await readReady(e, 4);
+  assert.deepEqual([...new Set(ready.ids)].sort(), [...good, overlap].map((g) => g.conversation_id).sort());
 });
 
 test('PostgreSQL unreachable: the ETL backs off and retries; the records arrive once it is back', async () => {
@@ -302,4 +319,38 @@ test('PostgreSQL unreachable: the ETL backs off and retries; the records arrive 
   await h.stop();
   await assertExactlyLoaded([...before, ...during], 'outage');
   assert.equal(await metricSum('chatstats_etl_pg_available'), 1);
+});
+
+test('migrations: concurrent starts apply each once, in order; a failing one applies nothing; an edited one is refused', async () => {
+  const db = `chatstats_test_migrate_${randomBytes(4).toString('hex')}`;
+  await admin(`CREATE DATABASE ${db}`);
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${db}`;
+  const pools = Array.from({ length: 6 }, () => createPool(u.toString(), { max: 2 }));
+  const dir = mkdtempSync(join(tmpdir(), 'migrations-'));
+  try {
+    const results = await Promise.all(pools.map((p) => migrate(p)));
+    const files = readdirSync(defaultMigrationsDir()).filter((f) => f.endsWith('.sql')).sort();
+    assert.equal(results.reduce((a, r) => a + r.applied.length, 0), files.length, 'each migration applied by exactly one start');
+    const { rows } = await pools[0]!.query('SELECT version FROM schema_migrations ORDER BY version');
+    assert.deepEqual(rows.map((r) => r.version), files.map((f) => Number(f.slice(0, 3))));
+    for (const t of ['conversations', 'messages', 'analysis_runs', 'analysis_cache', 'prompt_templates', 'subscriptions']) {
+      const { rows: [r] } = await pools[0]!.query('SELECT to_regclass($1) AS t', [t]);
+      assert.equal(r.t, t);
+    }
+    assert.equal((await migrate(pools[1]!)).applied.length, 0, 'a second run has nothing to do');
+
+    for (const f of files) copyFileSync(join(defaultMigrationsDir(), f), join(dir, f));
+    writeFileSync(join(dir, '900_bad.sql'), 'CREATE TABLE half_done (x int);\nCREATE TABLE broken (;');
+    await assert.rejects(migrate(pools[0]!, { dir }), /migration 900_bad\.sql failed/);
+    const { rows: [half] } = await pools[0]!.query(`SELECT to_regclass('half_done') AS t`);
+    assert.equal(half.t, null, 'a failed migration leaves nothing behind');
+    rmSync(join(dir, '900_bad.sql'));
+    appendFileSync(join(dir, files[0]!), '\n-- edited\n');
+    await assert.rejects(migrate(pools[0]!, { dir }), /was changed after it was applied/);
+  } finally {
+    for (const p of pools) await p.end();
+    rmSync(dir, { recursive: true, force: true });
+    await admin(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+  }
 });
