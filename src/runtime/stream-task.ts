@@ -161,7 +161,7 @@ export class StreamTask {
   }
 
   /** Processes one fetched batch and commits it with its input offset, exactly once. */
-  processBatch(records: InputRecord[], highWatermark: number): Promise<boolean> {
+  processBatch(records: InputRecord[], nextOffset: number, highWatermark: number): Promise<boolean> {
     return this.enqueue(async () => {
       if (this.closed) return false;
       try {
@@ -171,11 +171,23 @@ export class StreamTask {
         this.discardPending();
         throw e;
       }
-      const next = records[records.length - 1]!.offset + 1;
+      // Past the batch's last offset, which may be a transaction marker rather than a record.
+      const next = Math.max(nextOffset, records[records.length - 1]!.offset + 1);
       await this.commit(next);
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
       return true;
+    });
+  }
+
+  /**
+   * The consumer read [.., next) and found nothing to process (transaction markers, aborted
+   * records): the position moves on, so that a partition written by transactional producers can
+   * count as caught up. Queued behind the batches before it.
+   */
+  skipTo(next: number): void {
+    void this.enqueue(async () => {
+      if (next > this.pos) this.pos = next;
     });
   }
 

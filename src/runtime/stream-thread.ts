@@ -66,6 +66,12 @@ export class StreamThread {
       const assigned = e.payload.memberAssignment[topology.source] ?? [];
       this.reconcile(assigned).catch((err) => this.log.error({ err }, 'reassignment failed'));
     });
+    // Batches of only transaction markers or aborted records never reach eachBatch.
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      if (e.payload.batchSize !== 0 || e.payload.topic !== topology.source) return;
+      const task = this.tasks.get(e.payload.partition);
+      if (task && !task.isClosed) task.skipTo(Number(e.payload.lastOffset) + 1);
+    });
     consumer.on(consumer.events.CRASH, (e) => {
       this.joined = false;
       this.log.error({ err: e.payload.error, restart: e.payload.restart }, 'consumer crashed');
@@ -141,7 +147,7 @@ export class StreamThread {
       timestamp: Number(m.timestamp),
     }));
     try {
-      const done = await whileHeartbeating(task.processBatch(records, Number(batch.highWatermark)), heartbeat);
+      const done = await whileHeartbeating(task.processBatch(records, Number(batch.lastOffset()) + 1, Number(batch.highWatermark)), heartbeat);
       if (done) resolveOffset(batch.lastOffset());
     } catch (e) {
       if (e instanceof TaskFencedError) {

@@ -109,3 +109,29 @@ test('backlog: a partition that is behind is sessionized by event time only, nev
   await app.stop();
   apps.pop();
 });
+
+test('live: a partition written by a transactional producer still counts as caught up', async () => {
+  // Each committed transaction leaves a marker at the partition's end that no consumer sees as a
+  // record; the tracker's position must move past it, or wall-clock seals would never come.
+  const cfg = configOf(isolatedEnv('txn-input', { CONVERSATION_GAP: '1s', PUNCTUATE_INTERVAL: '100ms', TOPIC_PARTITIONS: '2' }));
+  const { producer: plain, codec } = await setup(cfg);
+  await plain.disconnect();
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  await waitFor('tracker ready', 30_000, async () => ((await app.ready()) ? true : undefined));
+  const txProducer = kafka.producer({ transactionalId: `${cfg.appId}-test-input`, idempotent: true, maxInFlightRequests: 1 });
+  await txProducer.connect();
+  for (let c = 0; c < 4; c++) {
+    const txn = await txProducer.transaction();
+    await txn.send({ topic: topicNames(cfg).messages, messages: [0, 1].map((i) => ({ key: `tx-${c}`, value: codec.encodeJson('ChatMessage', msg(`tx-${c}`, i, Date.now())) })) });
+    await txn.commit();
+  }
+  await txProducer.disconnect();
+  const got = await waitFor('4 wall-clock seals', 20_000, async () => {
+    const s = await sealed(cfg, codec);
+    return s.length >= 4 ? s : undefined;
+  });
+  assert.deepEqual(got.map((c) => c.seal_reason), ['GAP_TIMEOUT', 'GAP_TIMEOUT', 'GAP_TIMEOUT', 'GAP_TIMEOUT']);
+  await app.stop();
+  apps.pop();
+});
