@@ -119,6 +119,9 @@ class OffsetTrack {
     return { done: () => { e.done = true; } };
   }
 
+  /** Records taken in and not yet committable (finished ones behind an unfinished one included). */
+  get window(): number { return this.entries.length; }
+
   /** The offset to commit (next to read) if it moved since the last commit, else null. */
   next(): bigint | null {
     while (this.entries.length > 1 && this.entries[0]!.done) this.entries.shift();
@@ -143,6 +146,7 @@ class AnalysisProcessor {
   private commitChain: Promise<void> = Promise.resolve();
   private inGroup = false;
   private readonly maxInFlight: number;
+  private readonly maxWindow: number;
 
   constructor(
     private readonly topics: TopicNames,
@@ -156,6 +160,7 @@ class AnalysisProcessor {
     private readonly opts: AnalysisOptions,
   ) {
     this.maxInFlight = opts.maxInFlightConversations ?? 64;
+    this.maxWindow = Math.max(1000, this.maxInFlight * 20);
   }
 
   async start(fromBeginning: boolean): Promise<void> {
@@ -183,14 +188,16 @@ class AnalysisProcessor {
 
   private async eachBatch(p: EachBatchPayload): Promise<void> {
     const { topic, partition } = p.batch;
+    const key = `${topic}:${partition}`;
     for (const msg of p.batch.messages) {
-      while (this.inFlight >= this.maxInFlight && !this.stopping) {
+      // Bounded intake: conversations in flight, and how far a partition may run ahead of its
+      // oldest unfinished record (what a crash would make it read again).
+      while (!this.stopping && (this.inFlight >= this.maxInFlight || (this.tracks.get(key)?.window ?? 0) >= this.maxWindow)) {
         await new Promise<void>((r) => { this.waiters.push(r); setTimeout(r, 1000).unref(); });
         if (!p.isRunning() || p.isStale()) return;
         await p.heartbeat();
       }
       if (this.stopping || !p.isRunning() || p.isStale()) return;
-      const key = `${topic}:${partition}`;
       let track = this.tracks.get(key);
       if (track === undefined) { track = new OffsetTrack(); this.tracks.set(key, track); }
       const entry = track.add(msg.offset);
@@ -355,6 +362,10 @@ export async function startAnalysis(cfg: Config, opts: AnalysisOptions = {}): Pr
     const proc = new AnalysisProcessor(topics, pool, codec, consumer, producer, passes, scheduler, log, opts);
     await proc.start(opts.fromBeginning ?? true);
     const enabled = passes.filter((p) => p.enabled).map((p) => `${p.name}@${p.prompt_version}`);
+    const llmPasses = passes.filter((p) => p.enabled && p.analyzer === 'llm').map((p) => p.name);
+    if (llm === null && opts.analyzers === undefined && llmPasses.length > 0) {
+      log.warn({ passes: llmPasses }, 'LLM_BASE_URL is not set: these enabled passes will be recorded failed; set it (and backfill) or disable them');
+    }
     log.info({ topic: topics.ready, groupId, concurrency, maxAttempts, passes: enabled, llm: llm !== null }, 'analysis started');
     let stopped: Promise<void> | null = null;
     return {
