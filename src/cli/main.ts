@@ -6,6 +6,8 @@ import { produceCommand } from './produce';
 import { trackerCommands } from './tracker-commands';
 import { migrateCommand, listPassesCommand } from './downstream';
 import { demoCommand } from './demo';
+import { statsCommand, missingCommand } from './analytics';
+import { backfillCommand, backfillAllCommand } from './backfill';
 
 const program = new Command('chatstats')
   .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
@@ -19,6 +21,10 @@ program.addCommand(produceCommand());
 for (const c of trackerCommands()) program.addCommand(c);
 program.addCommand(migrateCommand());
 program.addCommand(listPassesCommand());
+program.addCommand(statsCommand());
+program.addCommand(missingCommand());
+program.addCommand(backfillCommand());
+program.addCommand(backfillAllCommand());
 
 program.parseAsync(process.argv).then(
   () => { if (process.exitCode === undefined) process.exit(0); else process.exit(process.exitCode); },
