@@ -92,8 +92,8 @@ export class StreamTask {
     private readonly reader: PartitionReader,
     private readonly processor: Processor,
     private readonly log: Logger,
-    /** Committed input offset for the group, or null to start at the partition's beginning. */
-    committedOffset: Promise<number | null>,
+    /** Reads the group's committed input offset (null: none yet). Called after fencing. */
+    committedOffset: () => Promise<number | null>,
   ) {
     this.ready = this.enqueue(() => this.start(committedOffset));
     this.ready.catch(() => undefined);
@@ -110,7 +110,7 @@ export class StreamTask {
     return run;
   }
 
-  private async start(committedOffset: Promise<number | null>): Promise<void> {
+  private async start(committedOffset: () => Promise<number | null>): Promise<void> {
     const started = Date.now();
     const { spec, partition } = this;
     this.producer = this.kafka.producer({
@@ -150,7 +150,11 @@ export class StreamTask {
       (records) => this.processor.restore(records));
     await this.processor.restored();
 
-    const committed = await committedOffset;
+    // Read only now: initTransactions above waited for the previous owner's last transaction to
+    // complete, so this offset is final. kafkajs read the group's offsets when it joined, possibly
+    // before that commit; records below `pos` are skipped as already processed (kafkajs has no
+    // KIP-447 require_stable offset fetch).
+    const committed = await committedOffset();
     this.pos = committed ?? (await this.reader.beginOffsets(spec.sourceTopic, [partition])).get(partition) ?? 0;
     this.restoreMs = Date.now() - started;
     const m = taskMetrics();
@@ -164,6 +168,10 @@ export class StreamTask {
   processBatch(records: InputRecord[], nextOffset: number, highWatermark: number): Promise<boolean> {
     return this.enqueue(async () => {
       if (this.closed) return false;
+      if (records[0]!.offset < this.pos) {
+        records = records.filter((r) => r.offset >= this.pos);
+        if (records.length === 0) return true;
+      }
       try {
         await this.processor.process(records);
       } catch (e) {

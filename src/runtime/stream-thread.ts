@@ -114,7 +114,7 @@ export class StreamThread {
         stateDir: this.opts.stateDir,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
-      this.committedOffset(partition));
+      () => this.committedOffset(partition));
       this.tasks.set(partition, task);
       task.ready.catch((err) => {
         this.log.error({ err, partition }, 'task failed to start');
