@@ -82,7 +82,7 @@ function logLines(text: string): LogLine[] {
   return out;
 }
 const restoresOf = (child: ChildRole) => logLines(child.output()).filter((l) => l.msg === 'task restored')
-  .map((l) => ({ partition: Number(l.partition), wiped: Boolean(l.wiped), records: Number(l.records), ms: Number(l.ms) }));
+  .map((l) => ({ partition: Number(l.partition), wiped: Boolean(l.wiped), records: Number(l.records), ms: Number(l.ms), time: Number(l.time) }));
 const tail = (child: ChildRole, n = 15) => child.output().trim().split('\n').slice(-n).map((l) => `    ${l.slice(0, 400)}`).join('\n');
 
 type Sample = { labels: Record<string, string>; value: number };
@@ -204,7 +204,7 @@ test('/readyz is 503 while a SIGKILLed tracker restores its stores from the chan
   // Restart and watch /readyz (and which tasks are restoring) from the moment the port answers.
   const second = spawnTracker(env);
   const spawned = Date.now();
-  const seen: { at: number; status: number; restoring: number | null }[] = [];
+  const seen: { at: number; status: number; restoring: number | null }[] = []; // at: epoch ms, as the logs' `time`
   let listeningAt: number | null = null;
   let firstReadyAt: number | null = null;
   const deadline = Date.now() + 120_000;
@@ -213,14 +213,15 @@ test('/readyz is 503 while a SIGKILLed tracker restores its stores from the chan
     let status: number;
     try { status = (await http(env.METRICS_PORT, '/readyz')).status; } catch { await sleep(10); continue; } // not listening yet
     listeningAt ??= Date.now();
+    const at = Date.now();
     let restoring: number | null = null;
-    if (status !== 200) {
+    if (status !== 200 && seen.length % 4 === 0) {
       try {
         const s = await http(env.METRICS_PORT, '/v1/tracker/status');
         if (s.status === 200) restoring = (JSON.parse(s.body) as { partitions: { state: string }[] }).partitions.filter((p) => p.state === 'restoring').length;
       } catch { /* routes appear once the role has started */ }
     }
-    seen.push({ at: Date.now() - spawned, status, restoring });
+    seen.push({ at, status, restoring });
     if (status === 200) {
       firstReadyAt ??= Date.now();
       if (seen.filter((s) => s.status === 200).length >= 5) break;
@@ -248,9 +249,16 @@ test('/readyz is 503 while a SIGKILLed tracker restores its stores from the chan
   assert.equal(sum(m, 'chatstats_restore_records_total'), records);
   assert.equal(sum(m, 'chatstats_restore_duration_seconds_count'), cfg.topicPartitions);
   const restoreMs = Math.max(...restores.map((r) => r.ms));
-  if (restoreMs >= 200) assert.ok(whileRestoring >= 1, `a ${restoreMs} ms restore polled every 20 ms is seen restoring`);
+  // Ready only once every store is restored; not ready while the restores ran.
+  const assignedAt = Number(logLines(second.output()).find((l) => l.msg === 'partitions assigned')?.time);
+  const restoredAt = Math.max(...restores.map((r) => r.time));
+  assert.ok(firstReadyAt! >= restoredAt, `ready (${firstReadyAt}) after the last store restored (${restoredAt})`);
+  const duringRestore = before.filter((s) => s.at >= assignedAt && s.at <= restoredAt);
+  if (restoredAt - assignedAt >= 500) assert.ok(duringRestore.length >= 1, `polled during the ${restoredAt - assignedAt} ms of restores`);
+  assert.ok(duringRestore.every((s) => s.status === 503));
   console.log(`[ops-ready] ${CHATS} open conversations loaded in ${loaded} ms; SIGKILL, ${evicted} member(s) evicted; restart: listening after ${listeningAt! - spawned} ms, `
-    + `ready after ${firstReadyAt! - spawned} ms; ${notReady} polls answered 503 (${whileRestoring} while /v1/tracker/status showed restoring tasks); `
+    + `ready after ${firstReadyAt! - spawned} ms; ${notReady} polls answered 503, ${duringRestore.length} of them in the ${restoredAt - assignedAt} ms from assignment to the last restore `
+    + `(${whileRestoring} sampled while /v1/tracker/status showed restoring tasks); `
     + `restored ${records} records (wiped), slowest partition ${restoreMs} ms, restore_duration_seconds_sum ${sum(m, 'chatstats_restore_duration_seconds_sum').toFixed(3)}; `
     + `store_size_bytes ${sum(m, 'chatstats_store_size_bytes')}`);
 
@@ -354,12 +362,14 @@ test('SIGTERM in the middle of a backlog: exit 0 within seconds; after a restart
 
   const first = spawnTracker(env);
   const spawned = Date.now();
-  // Mid-way: a quarter of the input committed.
-  const atSignal = await waitFor('a quarter of the backlog committed', 120_000, async () => {
+  // During processing: as soon as the tracker counts processed records (its first batches are
+  // in flight; they complete or abort as a whole, the rest of the backlog waits for the restart).
+  const processing = await waitFor('the tracker processing', 120_000, async () => {
     if (first.proc.exitCode !== null) throw new Error(`tracker exited with ${first.proc.exitCode}:\n${tail(first)}`);
-    const n = await committed(groupId, topics.messages);
-    return n >= total / 4 ? n : undefined;
-  }, 50);
+    const n = sum(await metricsOf(env).catch(() => new Map() as Metrics), 'chatstats_tracker_messages_total');
+    return n > 0 ? n : undefined;
+  }, 25);
+  const atSignal = await committed(groupId, topics.messages);
   const signalled = Date.now();
   first.kill('SIGTERM');
   const stopped = await exitedWithin(first, 20_000);
@@ -369,7 +379,7 @@ test('SIGTERM in the middle of a backlog: exit 0 within seconds; after a restart
   const atExit = await committed(groupId, topics.messages);
   const closed = logLines(first.output()).filter((l) => l.msg === 'task closed');
   console.log(`[ops-sigterm] ${total} records (${backlog.stats.duplicateDeliveries} duplicate deliveries) in 300 chats; SIGTERM ${signalled - spawned} ms after start `
-    + `with ${atSignal} committed; exit code ${code} after ${exitMs} ms with ${atExit} committed; ${closed.filter((l) => l.clean).length}/${closed.length} tasks closed cleanly`);
+    + `with ${processing} records processed and ${atSignal} committed; exit code ${code} after ${exitMs} ms with ${atExit} committed; ${closed.filter((l) => l.clean).length}/${closed.length} tasks closed cleanly`);
   assert.equal(code, 0, `exit code after SIGTERM:\n${tail(first)}`);
   assert.ok(exitMs < 10_000, `SIGTERM to exit took ${exitMs} ms`);
   assert.ok(atExit < total, `stopped mid-way (${atExit} of ${total} committed)`);
