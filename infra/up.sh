@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Starts the local infrastructure on loopback, each part only if it is not already running:
-#   - Apache Kafka (KRaft, one node that is broker and controller) on 127.0.0.1:9092,
+#   - Apache Kafka (KRaft, one node that is broker and controller) on 127.0.0.1:9092 (PLAINTEXT)
+#     and 127.0.0.1:9094 (SASL_SSL: TLS with a local CA, SCRAM-SHA-256/512 or PLAIN as user
+#     chatstats; CA, password and client settings in .infra/kafka/tls, see infra/security.sh),
 #     from jars Maven resolves from Maven Central (cached in ~/.m2, copied to .infra/kafka/libs);
-#   - Apicurio Registry (Confluent-compatible API under /apis/ccompat/v7) on 127.0.0.1:8081;
+#   - Apicurio Registry (Confluent-compatible API under /apis/ccompat/v7) on 127.0.0.1:8081
+#     (health and metrics on 127.0.0.1:9000);
 #   - the PostgreSQL database named by DATABASE_URL (created if missing; the server is not ours).
 # Waits until each part answers, prints how long start-up took, and on failure names the part and
-# its log file. infra/down.sh stops what this started and nothing else.
+# its log file. infra/down.sh stops what this started and nothing else. A broker this started
+# earlier with another configuration (e.g. without the SASL_SSL listener) is restarted.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
+source "$(dirname "$0")/security.sh"
 
 started=$(date +%s%N)
 mkdir -p "$INFRA_HOME"
@@ -41,17 +46,17 @@ kafka_libs() {
   echo "$want" >"$stamp"
 }
 
-kafka_config() {
+kafka_config() { # file to write
   mkdir -p "$KAFKA_HOME/logs" "$KAFKA_HOME/data"
-  cat >"$KAFKA_HOME/server.properties" <<PROPS
+  (umask 077; cat >"$1" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 log.dirs=$KAFKA_HOME/data
 num.partitions=6
 auto.create.topics.enable=false
@@ -65,6 +70,7 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 log.segment.bytes=67108864
 PROPS
+  sasl_ssl_properties >>"$1")
 }
 
 kafka_java_args() {
@@ -75,24 +81,47 @@ kafka_java_args() {
 kafka_java() { kafka_java_args; "${KAFKA_JAVA[@]}" "$@"; }
 
 start_kafka() {
-  if alive "$KAFKA_PID"; then echo "infra:up: Kafka already running (pid $(cat "$KAFKA_PID"))"; return; fi
+  if alive "$KAFKA_PID"; then
+    # server.properties is what the running broker read at start: if it would be written
+    # differently now (e.g. this script gained the SASL_SSL listener), restart the broker.
+    ensure_tls
+    local why="" next; next=$(mktemp "$KAFKA_HOME/server.properties.XXXXXX")
+    kafka_config "$next"
+    if ! port_open "$KAFKA_SASL_SSL_PORT"; then why="it has no SASL_SSL listener on 127.0.0.1:$KAFKA_SASL_SSL_PORT"
+    elif ! cmp -s "$next" "$KAFKA_HOME/server.properties"; then why="infra/up.sh now writes a different server.properties"
+    fi
+    rm -f "$next"
+    if [ -z "$why" ]; then
+      echo "infra:up: Kafka already running (pid $(cat "$KAFKA_PID"))"
+      ensure_sasl_user
+      return
+    fi
+    echo "infra:up: Kafka (pid $(cat "$KAFKA_PID")) was started by infra:up with an older configuration: $why; restarting it (data is kept)"
+    stop_process Kafka "$KAFKA_PID" infra:up
+  fi
   if port_open "$KAFKA_PORT"; then
     echo "infra:up: port $KAFKA_PORT is taken by a process infra:up did not start; using it as the broker"
+    if ! port_open "$KAFKA_SASL_SSL_PORT"; then
+      echo "infra:up: warning: nothing listens on 127.0.0.1:$KAFKA_SASL_SSL_PORT, so the SASL_SSL test will fail; stop that broker and run infra:up to get one with that listener" >&2
+    fi
     return
   fi
   kafka_libs
-  kafka_config
+  ensure_tls
+  kafka_config "$KAFKA_HOME/server.properties"
   if [ ! -f "$KAFKA_HOME/data/meta.properties" ]; then
     local cluster; cluster=$(kafka_java kafka.tools.StorageTool random-uuid 2>>"$KAFKA_HOME/logs/format.log")
+    scram_format_args
     kafka_java kafka.tools.StorageTool format -t "$cluster" -c "$KAFKA_HOME/server.properties" --standalone \
-      >>"$KAFKA_HOME/logs/format.log" 2>&1 || fail "Kafka storage format" "$KAFKA_HOME/logs/format.log"
+      "${SCRAM_FORMAT_ARGS[@]}" >>"$KAFKA_HOME/logs/format.log" 2>&1 || fail "Kafka storage format" "$KAFKA_HOME/logs/format.log"
   fi
   kafka_java_args
   nohup setsid "${KAFKA_JAVA[@]}" kafka.Kafka "$KAFKA_HOME/server.properties" \
     >"$KAFKA_HOME/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$KAFKA_PID"
   wait_for "Kafka" "$KAFKA_HOME/logs/server.log" "$KAFKA_PID" 90 node "$INFRA_SRC/wait-kafka.js" "127.0.0.1:$KAFKA_PORT"
-  echo "infra:up: Kafka ready on 127.0.0.1:$KAFKA_PORT (pid $(cat "$KAFKA_PID"), log $KAFKA_HOME/logs/server.log)"
+  ensure_sasl_user
+  echo "infra:up: Kafka ready on 127.0.0.1:$KAFKA_PORT, SASL_SSL on 127.0.0.1:$KAFKA_SASL_SSL_PORT (pid $(cat "$KAFKA_PID"), log $KAFKA_HOME/logs/server.log)"
 }
 
 # --- Schema registry -------------------------------------------------------------------------
@@ -124,9 +153,13 @@ start_registry() {
     rm -f "$REGISTRY_HOME/apicurio-registry-app-$APICURIO_VERSION-all.tar.gz"
   fi
   local java; java=$(registry_java) || fail "schema registry (Apicurio $APICURIO_VERSION needs Java 21+; none found in JAVA21_HOME, /usr/lib/jvm or PATH)" "$REGISTRY_HOME/registry.log"
-  (cd "$REGISTRY_HOME/app" && nohup setsid "$java" -Xms128m -Xmx512m \
+  # The pid file gets the JVM's pid (nohup and setsid exec it), not a wrapper shell's.
+  (cd "$REGISTRY_HOME/app" || exit 1
+   nohup setsid "$java" -Xms128m -Xmx512m \
       -Dquarkus.http.host=127.0.0.1 -Dquarkus.http.port="$REGISTRY_PORT" \
-      -jar quarkus-run.jar >"$REGISTRY_HOME/registry.log" 2>&1 </dev/null & echo $! >"$REGISTRY_PID")
+      -Dquarkus.management.host=127.0.0.1 -Dquarkus.management.port="$REGISTRY_MANAGEMENT_PORT" \
+      -jar quarkus-run.jar >"$REGISTRY_HOME/registry.log" 2>&1 </dev/null &
+   echo $! >"$REGISTRY_PID")
   wait_for "schema registry" "$REGISTRY_HOME/registry.log" "$REGISTRY_PID" 90 \
     curl -sf "http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7/subjects"
   echo "infra:up: schema registry ready on http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7 (pid $(cat "$REGISTRY_PID"), log $REGISTRY_HOME/registry.log)"

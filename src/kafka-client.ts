@@ -48,3 +48,58 @@ export function kafkaFromConfig(cfg: Config, clientId: string): Kafka {
     logCreator: pinoLogCreator(clientId),
   });
 }
+
+type SecuritySettings = Pick<Config, 'kafkaBrokers' | 'kafkaSsl' | 'kafkaSslCaFile' | 'kafkaSaslMechanism' | 'kafkaSaslUsername'>;
+
+/** The error and its causes (kafkajs keeps the last attempt's error as `cause` after retries). */
+function errorChain(err: unknown): Array<{ name: string; message: string }> {
+  const out: Array<{ name: string; message: string }> = [];
+  let e: unknown = err;
+  while (e !== null && e !== undefined && out.length < 10) {
+    const x = e as { name?: unknown; message?: unknown; cause?: unknown };
+    out.push({ name: typeof x.name === 'string' ? x.name : '', message: typeof x.message === 'string' ? x.message : String(e) });
+    e = x.cause;
+  }
+  return out;
+}
+
+/**
+ * A message a person can act on for a failure to talk to Kafka, naming the security setting
+ * involved: rejected SASL credentials ("Kafka authentication failed for user X with mechanism Y
+ * at BROKERS: ..."), an untrusted broker certificate, or a broker that hangs up because the
+ * listener expects TLS or SASL the client did not use. Any other error: its own message.
+ * `cfg` supplies the user, mechanism and brokers; without it the message says what the error says.
+ */
+export function describeKafkaError(err: unknown, cfg?: Partial<SecuritySettings>): string {
+  const chain = errorChain(err);
+  const top = chain[0]?.message ?? String(err);
+  const at = cfg?.kafkaBrokers && cfg.kafkaBrokers.length > 0 ? ` at ${cfg.kafkaBrokers.join(',')}` : '';
+
+  const auth = chain.find((e) => e.name === 'KafkaJSSASLAuthenticationError' || /^SASL .*authentication failed/i.test(e.message));
+  if (auth) {
+    const mechanism = cfg?.kafkaSaslMechanism ? ` with mechanism ${cfg.kafkaSaslMechanism.toUpperCase()}` : '';
+    const user = cfg?.kafkaSaslUsername ? ` for user "${cfg.kafkaSaslUsername}"` : '';
+    return `Kafka authentication failed${user}${mechanism}${at}: ${auth.message} `
+      + '(check KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD and KAFKA_SASL_MECHANISM)';
+  }
+
+  const tls = chain.find((e) => /certificate|CERT_|self[- ]signed|unable to verify|altnames|before secure TLS connection/i.test(e.message));
+  if (tls) {
+    const hint = /before secure TLS connection/i.test(tls.message)
+      ? 'KAFKA_SSL is true, but the listener may not use TLS'
+      : cfg?.kafkaSslCaFile
+        ? `the broker's certificate is not signed by the CA in KAFKA_SSL_CA_FILE (${cfg.kafkaSslCaFile}) or does not name the broker's host`
+        : "the broker's certificate is not trusted: set KAFKA_SSL_CA_FILE to the CA that signed it";
+    return `Kafka TLS connection failed${at}: ${tls.message} (${hint})`;
+  }
+
+  if (cfg && chain.some((e) => e.name === 'KafkaJSConnectionClosedError')) {
+    const missing: string[] = [];
+    if (cfg.kafkaSsl === false) missing.push('TLS (KAFKA_SSL is not true)');
+    if (cfg.kafkaSaslMechanism === null) missing.push('SASL (KAFKA_SASL_MECHANISM is not set)');
+    if (missing.length > 0) {
+      return `Kafka broker${at} closed the connection before answering: the listener may expect ${missing.join(' or ')}; ${top}`;
+    }
+  }
+  return top;
+}
