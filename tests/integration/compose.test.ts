@@ -189,6 +189,7 @@ test('the apps connect to a listener Kafka advertises; the registry URL is the c
   const advertised = new Map(k.KAFKA_ADVERTISED_LISTENERS!.split(',').map((l) => { const m = /^(\w+):\/\/([^:]+):(\d+)$/.exec(l.trim())!; return [`${m[2]}:${m[3]}`, m[1]!]; }));
   const protocols = new Map(k.KAFKA_LISTENER_SECURITY_PROTOCOL_MAP!.split(',').map((p) => p.split(':') as [string, string]));
   assert.equal(k.KAFKA_PROCESS_ROLES, 'broker,controller', 'KRaft, one node');
+  assert.equal(Buffer.from(k.CLUSTER_ID ?? '', 'base64url').length, 16, 'CLUSTER_ID is a base64url UUID (kafka-storage format)');
   for (const [addr, name] of advertised) {
     const [host, port] = addr.split(':');
     assert.equal(listeners.get(name), Number(port), `advertised ${name}://${addr} is a listener on the same port`);
