@@ -145,6 +145,11 @@ export interface BackfillSummary {
   not_qualifying: number;
   /** Conversations selected to run (dry run: that would run). */
   selected: number;
+  /**
+   * Of those, claimed by another worker when scanned (the live analysis, another backfill, or one
+   * that was killed): run here once that claim is released, or its lease expires (60 s).
+   */
+  claimed_elsewhere: number;
   limit: number | null;
   limit_reached: boolean;
   /** Real run: outcomes of the selected conversations. */
@@ -236,7 +241,7 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
   const s: BackfillSummary = {
     pass: pass.name, version: pass.prompt_version, pass_enabled: pass.enabled, group_id: groupId, topic, dry_run: o.dryRun, rate_limit: o.limiter.ratePerSec,
     resumed: false, partitions: [], records: 0, undecodable: 0, duplicates: 0, filtered_out: 0, conversations: 0,
-    not_loaded: 0, not_loaded_ids: [], already_completed: 0, events_owed: 0, not_qualifying: 0, selected: 0, limit: o.limit, limit_reached: false,
+    not_loaded: 0, not_loaded_ids: [], already_completed: 0, events_owed: 0, not_qualifying: 0, selected: 0, claimed_elsewhere: 0, limit: o.limit, limit_reached: false,
     completed: 0, cached: 0, failed: 0, already: 0, lost: 0, skips_recorded: 0, interrupted: false, elapsed_ms: 0,
   };
   const pg = <T>(what: string, fn: () => Promise<T>): Promise<T> => withPgRetry(what, fn, { log, signal: o.signal });
@@ -319,6 +324,7 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
             break;
           case 'run':
             s.selected++;
+            if (v.status === 'running') s.claimed_elsewhere++;
             plan.runs.push({ id: b.id, offset: b.offset });
             break;
         }
@@ -370,7 +376,9 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
       }
     }
     progress.update({ phase: 'scan', label, done: toRead, total: toRead, detail: `to run ${s.selected}` });
-    progress.end();
+    progress.end(!o.dryRun && s.claimed_elsewhere > 0
+      ? `${s.claimed_elsewhere} of them are claimed by another worker (live analysis, another backfill, or one that was killed): they run here when that claim is released or its lease expires (60 s)`
+      : undefined);
 
     if (o.dryRun) return s;
 

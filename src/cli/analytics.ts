@@ -18,9 +18,11 @@ export function statsCommand(): Command {
     .option('--passes-file <path>', 'passes file (default: PASSES_FILE, else config/passes.json)')
     .option('--json', 'print JSON')
     .addHelpText('after', `
-Coverage columns, per pass (current version), over the conversations that qualify for it:
-  completed, failed, skipped (recorded as not qualifying, qualifies now), in progress (pending or
-  running), missing (never looked at); coverage = completed / qualifying.`)
+Coverage, per pass at its current version, over the conversations that qualify
+for it (minimum messages; an active subscription where required): completed,
+failed, skipped (recorded as not qualifying, qualifies now), in progress
+(pending or running), missing (never looked at); coverage = completed /
+qualifying.`)
     .action(async (o: { chatId?: string; passesFile?: string; json?: boolean }) => {
       const cfg = loadConfig();
       const passes = loadPasses(o.passesFile ?? cfg.passesFile);

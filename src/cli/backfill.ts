@@ -130,6 +130,7 @@ export function summaryRows(s: BackfillSummary): [string, number, keyof Backfill
     ['  of which events owed', s.events_owed, 'events_owed'],
     ['not qualifying', s.not_qualifying, 'not_qualifying'],
     [s.dry_run ? 'would run' : 'selected to run', s.selected, 'selected'],
+    ['  of which claimed elsewhere', s.claimed_elsewhere, 'claimed_elsewhere'],
   ];
   if (!s.dry_run) {
     rows.push(
@@ -175,11 +176,16 @@ export function backfillCommand(): Command {
     .description('run one pass over past conversations by replaying conversation.sealed, with progress; resumes where an interrupted backfill stopped')
     .argument('<pass>', 'the pass (see chatstats list-passes)')
     .addHelpText('after', `
-Reads ${'`conversation.sealed`'} from the position committed to the consumer group
-APP_ID-backfill-PASS-vVERSION (filtered backfills have their own) up to its end at start, checks the
-conversations against PostgreSQL in batches and runs the pass on those that qualify and lack it.
-Environment: BACKFILL_RATE (default ${DEFAULT_RATE_PER_SEC}/s), BACKFILL_PROGRESS_INTERVAL (plain progress lines, default 5s).
-Exit codes: 0 done, 1 failure (unreachable Kafka/PostgreSQL, failed runs), 2 invalid configuration, 130 interrupted.`)
+Reads conversation.sealed from the position committed to the consumer group
+APP_ID-backfill-PASS-vVERSION (a filtered backfill has its own group) up to the
+end it has at start, checks the conversations against PostgreSQL in batches and
+runs the pass on those that qualify and lack it. Stopped or killed, it resumes
+there; nothing completed runs again.
+
+Environment: BACKFILL_RATE (default ${DEFAULT_RATE_PER_SEC}/s), BACKFILL_PROGRESS_INTERVAL (progress
+lines when stderr is not a terminal, default 5s).
+Exit codes: 0 done, 1 failure (Kafka or PostgreSQL unreachable, runs failed),
+2 invalid configuration, 130 interrupted (position committed).`)
     .action(async (passName: string, o: CommonOpts) => {
       const sess = await open(o);
       try {

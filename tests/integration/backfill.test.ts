@@ -19,9 +19,10 @@ import { randomBytes } from 'node:crypto';
 import { Client, type Pool } from 'pg';
 import { isolatedEnv, configOf, testKafka, waitFor, IRC_SAMPLE, REGISTRY_URL, ROOT, sleep } from '../support/harness';
 import { readTopic } from '../support/topic-reader';
+import { deleteTopics } from '../fixtures/kafka';
 import { startApp, type App } from '../../src/app';
 import { ensureTopics, topicNames } from '../../src/topics';
-import { RecordCodec } from '../../src/records/codec';
+import { RecordCodec, RECORD_KINDS, SchemaRegistryClient } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import { parseChatMessageJson } from '../../src/records/validate';
 import { createPool } from '../../src/db/pool';
@@ -134,6 +135,9 @@ after(async () => {
   for (const c of children) c.kill('SIGKILL');
   await app?.stop().catch(() => undefined);
   await pool?.end();
+  await deleteTopics(kafka, env.TOPIC_PREFIX!).catch(() => undefined);
+  const reg = new SchemaRegistryClient(REGISTRY_URL);
+  for (const k of RECORD_KINDS) await reg.deleteSubject(codec.subjectFor(k), true).catch(() => undefined);
   await admin(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`).catch(() => undefined);
 });
 

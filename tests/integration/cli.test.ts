@@ -17,9 +17,10 @@ import { randomBytes } from 'node:crypto';
 import { Client, type Pool } from 'pg';
 import { isolatedEnv, configOf, testKafka, waitFor, REGISTRY_URL, ROOT } from '../support/harness';
 import { readTopic } from '../support/topic-reader';
+import { deleteTopics } from '../fixtures/kafka';
 import { startApp, type App } from '../../src/app';
 import { ensureTopics, topicNames } from '../../src/topics';
-import { RecordCodec } from '../../src/records/codec';
+import { RecordCodec, RECORD_KINDS, SchemaRegistryClient } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import type { ChatMessage, ConversationSealed } from '../../src/records/types';
 import { createPool } from '../../src/db/pool';
@@ -177,6 +178,9 @@ after(async () => {
   await producer?.disconnect().catch(() => undefined);
   await app?.stop().catch(() => undefined);
   await pool?.end();
+  await deleteTopics(kafka, env.TOPIC_PREFIX!).catch(() => undefined);
+  const reg = new SchemaRegistryClient(REGISTRY_URL);
+  for (const k of RECORD_KINDS) await reg.deleteSubject(codec.subjectFor(k), true).catch(() => undefined);
   const c = new Client({ connectionString: ADMIN_URL });
   await c.connect();
   await c.query(`DROP DATABASE IF EXISTS ${DB} WITH (FORCE)`).catch(() => undefined);
@@ -324,6 +328,7 @@ test('every command\'s --json output holds what its table shows', async () => {
     'records read': dry.records, 'conversations considered': dry.conversations, 'filtered out': dry.filtered_out,
     duplicates: dry.duplicates, undecodable: dry.undecodable, 'not loaded in PostgreSQL': dry.not_loaded,
     'already completed': dry.already_completed, 'of which events owed': dry.events_owed, 'not qualifying': dry.not_qualifying, 'would run': dry.selected,
+    'of which claimed elsewhere': dry.claimed_elsewhere,
   });
   assert.match(bfOut, new RegExp(`group ${dry.group_id}`));
   // A filtered dry run: one chat (its partition only), and a time window.
