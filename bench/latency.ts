@@ -1,0 +1,220 @@
+// Live latencies, time scaled down: the conversation gap is 3 s instead of 90 min (a seal's delay
+// past its deadline does not depend on the gap's length, only on how the deadline is noticed).
+//
+// sealDelay: the seed's design (Redis sorted set + a periodic check, seed-redis.ts) and ours
+//   (`chatstats run tracker`, PUNCTUATE_INTERVAL 1 s as in production) consume the same live
+//   traffic at the same time; a downstream read_committed consumer receives both designs' sealed
+//   events. Delay = time received - (ended_at + gap).
+// endToEnd: `chatstats run all` (tracker, ETL into a fresh PostgreSQL database, analysis) on live
+//   traffic: from a conversation's last message being produced to its analysis.completed events.
+import { Client } from 'pg';
+import type { ChatMessage } from '../src/records/types';
+import { topicNames } from '../src/topics';
+import { encodeMessage, Rng } from './generator';
+import { javaCompatiblePartitioner } from '../src/records/partitioner';
+import {
+  benchKafka, cleanup, createTopics, newRun, quantile, removeDir, sleep, spawnBenchScript, spawnRole, type Child,
+} from './lib';
+import { freePort } from './throughput';
+
+const GAP_MS = 3000;
+
+export interface DelayStats { n: number; expected: number; p50: number; p99: number; max: number; min: number }
+
+function stats(xs: number[], expected: number): DelayStats {
+  return { n: xs.length, expected, p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), max: Math.max(...xs), min: Math.min(...xs) };
+}
+
+export interface SealDelayResult {
+  chats: number;
+  trafficSeconds: number;
+  seedCheckMs: number;
+  trackerTickMs: number;
+  tracker: DelayStats;
+  seed: DelayStats;
+}
+
+/**
+ * Live traffic: `chats` chats, each starting at a random moment of the first `seconds`, sends a
+ * burst of 1 to 8 messages 0 to 400 ms apart (sent_at = now), then stays silent: one conversation
+ * each, whose deadline falls at a random phase of every periodic check.
+ */
+async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topic: string, chats: number, seconds: number, seed: number,
+  onLast: (chat: string, producedAt: number) => void): Promise<number> {
+  const rng = new Rng(seed);
+  interface Plan { at: number; chat: string; i: number; last: boolean }
+  const plan: Plan[] = [];
+  for (let c = 0; c < chats; c++) {
+    const chat = `live-${seed}-${c}`;
+    let at = rng.next() * seconds * 1000;
+    const n = rng.int(1, 8);
+    for (let i = 0; i < n; i++) {
+      plan.push({ at, chat, i, last: i === n - 1 });
+      at += rng.next() * 400;
+    }
+  }
+  plan.sort((a, b) => a.at - b.at);
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: javaCompatiblePartitioner() });
+  await producer.connect();
+  const t0 = Date.now();
+  let sent = 0;
+  for (let k = 0; k < plan.length;) {
+    const wait = t0 + plan[k]!.at - Date.now();
+    if (wait > 0) await sleep(wait);
+    const now = Date.now();
+    const due: Plan[] = [];
+    while (k < plan.length && t0 + plan[k]!.at <= now) due.push(plan[k++]!);
+    const msgs: ChatMessage[] = due.map((p) => ({
+      message_id: `${p.chat}:${p.i}`, chat_id: p.chat, sender_id: `u${p.i % 2}`, sent_at: Date.now(), text: `live message ${p.i}`,
+      chat_type: 'direct', is_from_me: p.i % 2 === 0, reply_to_message_id: null, account_id: null,
+    }));
+    await producer.send({ topic, acks: -1, messages: msgs.map((m) => ({ key: m.chat_id, value: encodeMessage(m) })) });
+    const producedAt = Date.now();
+    for (const p of due) if (p.last) onLast(p.chat, producedAt);
+    sent += msgs.length;
+  }
+  await producer.disconnect();
+  return sent;
+}
+
+async function waitReady(port: number, child: Child, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode() !== undefined) throw new Error(`process exited: ${child.output().slice(-2000)}`);
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/readyz`);
+      if (res.ok) return;
+    } catch { /* not up */ }
+    if (Date.now() > deadline) throw new Error(`not ready after ${timeoutMs} ms: ${child.output().slice(-2000)}`);
+    await sleep(250);
+  }
+}
+
+export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; log: (s: string) => void }): Promise<SealDelayResult> {
+  const kafka = benchKafka('bench-latency');
+  const admin = kafka.admin();
+  await admin.connect();
+  const run = newRun('latency', { CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: '1s' });
+  const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
+  const seedOut = `${run.prefix}seed.sealed`;
+  const children: Child[] = [];
+  const consumer = kafka.consumer({ groupId: `${run.prefix}downstream`, readUncommitted: false, maxWaitTimeInMs: 50 });
+  try {
+    await createTopics(admin, [topics.messages, seedOut], 6, { 'retention.ms': String(86_400_000) });
+    const port = await freePort();
+    const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
+    children.push(tracker);
+    await waitReady(port, tracker, 120_000);
+    const seed = spawnBenchScript('seed-redis', {
+      KAFKA_BROKERS: run.env.KAFKA_BROKERS!, TOPIC: topics.messages, OUT_TOPIC: seedOut, GROUP: `${run.prefix}seed`,
+      GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${run.id}:`,
+    });
+    children.push(seed);
+    await sleep(3000); // the seed's consumer joins its group
+
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topics.sealed, seedOut], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ topic, message }) => {
+        const now = Date.now();
+        const c = JSON.parse(message.value!.toString('utf8')) as { ended_at: number; gap_ms: number };
+        (topic === seedOut ? theirs : ours).push(now - (c.ended_at + c.gap_ms));
+      },
+    });
+    opts.log(`[latency] live traffic: ${opts.chats} chats over ${opts.seconds} s, gap ${GAP_MS} ms, tracker tick 1 s, seed check every ${opts.seedCheckMs / 1000} s`);
+    await liveTraffic(kafka, topics.messages, opts.chats, opts.seconds, 11, () => undefined);
+    const deadline = Date.now() + GAP_MS + opts.seedCheckMs * 2 + 30_000;
+    while ((ours.length < opts.chats || theirs.length < opts.chats) && Date.now() < deadline) await sleep(250);
+    return {
+      chats: opts.chats, trafficSeconds: opts.seconds, seedCheckMs: opts.seedCheckMs, trackerTickMs: 1000,
+      tracker: stats(ours, opts.chats), seed: stats(theirs, opts.chats),
+    };
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+    for (const c of children) await c.stop('SIGTERM', 20_000).catch(() => undefined);
+    await cleanup(admin, [run.prefix, run.appId]).catch(() => 0);
+    await admin.disconnect();
+    removeDir(run.stateDir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+export interface EndToEndResult {
+  conversations: number;
+  passes: string[];
+  /** Last message produced -> first analysis.completed of its conversation (ms). */
+  firstPass: DelayStats;
+  /** Last message produced -> the last analysis.completed of its conversation (ms; passes whose requirements a conversation does not meet send none). */
+  allPasses: DelayStats;
+  gapMs: number;
+}
+
+export async function runEndToEnd(opts: { chats: number; seconds: number; log: (s: string) => void }): Promise<EndToEndResult> {
+  const kafka = benchKafka('bench-e2e');
+  const admin = kafka.admin();
+  await admin.connect();
+  const dbName = `chatstats_bench_${Date.now().toString(36)}`;
+  const dbUrl = `postgres://postgres@127.0.0.1:5432/${dbName}`;
+  const run = newRun('e2e', { CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: '1s', DATABASE_URL: dbUrl });
+  const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
+  const children: Child[] = [];
+  const consumer = kafka.consumer({ groupId: `${run.prefix}downstream`, readUncommitted: false, maxWaitTimeInMs: 50 });
+  const pgAdmin = new Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await pgAdmin.connect();
+  try {
+    await pgAdmin.query(`CREATE DATABASE "${dbName}"`);
+    await createTopics(admin, [topics.messages], 6, { 'retention.ms': String(86_400_000) });
+    const port = await freePort();
+    const app = spawnRole('all', { ...run.env, METRICS_PORT: String(port) });
+    children.push(app);
+    await waitReady(port, app, 180_000);
+
+    const lastProduced = new Map<string, number>();
+    const byChat = new Map<string, { first: number; last: number; passes: Set<string> }>();
+    const passes = new Set<string>();
+    await consumer.connect();
+    await consumer.subscribe({ topics: [topics.completed], fromBeginning: true });
+    await consumer.run({
+      eachMessage: async ({ message }) => {
+        const now = Date.now();
+        const e = JSON.parse(message.value!.toString('utf8')) as { chat_id: string; pass_name: string; status: string };
+        passes.add(e.pass_name);
+        let s = byChat.get(e.chat_id);
+        if (!s) byChat.set(e.chat_id, (s = { first: now, last: now, passes: new Set() }));
+        s.last = now;
+        s.passes.add(e.pass_name);
+      },
+    });
+    opts.log(`[e2e] live traffic: ${opts.chats} chats over ${opts.seconds} s through tracker, ETL (PostgreSQL) and analysis`);
+    await liveTraffic(kafka, topics.messages, opts.chats, opts.seconds, 23, (chat, at) => lastProduced.set(chat, at));
+    const deadline = Date.now() + GAP_MS + 60_000;
+    let stable = 0;
+    let lastCount = -1;
+    while (Date.now() < deadline) {
+      await sleep(500);
+      const events = [...byChat.values()].reduce((n, s) => n + s.passes.size, 0);
+      if (byChat.size >= opts.chats && events === lastCount) { if (++stable >= 6) break; } else stable = 0;
+      lastCount = events;
+    }
+    const first: number[] = [];
+    const all: number[] = [];
+    for (const [chat, s] of byChat) {
+      const t = lastProduced.get(chat);
+      if (t === undefined) continue;
+      first.push(s.first - t);
+      all.push(s.last - t);
+    }
+    return { conversations: byChat.size, passes: [...passes].sort(), firstPass: stats(first, opts.chats), allPasses: stats(all, opts.chats), gapMs: GAP_MS };
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+    for (const c of children) await c.stop('SIGTERM', 30_000).catch(() => undefined);
+    await cleanup(admin, [run.prefix, run.appId]).catch(() => 0);
+    await admin.disconnect();
+    removeDir(run.stateDir);
+    await pgAdmin.query(`DROP DATABASE IF EXISTS "${dbName}" WITH (FORCE)`).catch(() => undefined);
+    await pgAdmin.end();
+  }
+}

@@ -1,0 +1,169 @@
+// `npm run bench`: every benchmark of BENCHMARKS.md in one run, printing one table.
+//   npm run bench                      short: a few minutes (100k-record backlog, 10k/100k chats)
+//   npm run bench -- --full            1M-record backlog, 1M chats, seed check every 60 s
+//   BENCH_SCALE=full npm run bench     the same
+//   npm run bench -- --only=throughput,punctuation,latency,e2e   a subset
+// Needs the broker on KAFKA_BROKERS (127.0.0.1:9092), Redis on 127.0.0.1:6379, PostgreSQL on
+// 127.0.0.1:5432, Java 17 and Maven (the Kafka Streams baseline is built on first use). Results
+// also go to bench/results/<scale>-<time>.json. Figures are to be read as ratios within one run:
+// other work on the machine changes the absolute ones.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { generateTraffic, emptyStats, ircSample, type TrafficStats } from './generator';
+import { fmtInt, fmtRatio, IRC_SAMPLE, KS_JAR, loadAverage, ROOT, spawnBenchScript, lastEvent } from './lib';
+import { runThroughput, type ThroughputResult } from './throughput';
+import { runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult } from './latency';
+
+const GAP = 5_400_000;
+
+interface Scale {
+  name: string;
+  backlog: number;
+  punctuationSizes: number[];
+  budgetMs: number;
+  flowBudgetMs: number;
+  liveChats: number;
+  liveSeconds: number;
+  seedCheckMs: number;
+}
+
+const SHORT: Scale = {
+  name: 'short', backlog: 100_000, punctuationSizes: [10_000, 100_000], budgetMs: 60_000, flowBudgetMs: 45_000,
+  liveChats: 200, liveSeconds: 20, seedCheckMs: 10_000,
+};
+const FULL: Scale = {
+  name: 'full', backlog: 1_000_000, punctuationSizes: [10_000, 100_000, 1_000_000], budgetMs: 300_000, flowBudgetMs: 120_000,
+  liveChats: 600, liveSeconds: 120, seedCheckMs: 60_000,
+};
+
+function log(s: string): void {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${s}\n`);
+}
+
+function ensureKsJar(): void {
+  if (existsSync(KS_JAR)) return;
+  log('building the Kafka Streams baseline (mvn -q -B package)');
+  execFileSync('mvn', ['-q', '-B', 'package'], { cwd: path.join(ROOT, 'bench/kafka-streams-baseline'), stdio: 'inherit' });
+}
+
+interface PunctuationResult {
+  chats: number; populateMs: number;
+  idleTickMs: { p50: number; p99: number };
+  dueTickMs: { mean: number; max: number };
+  sealedPerDueTick: number;
+  memory: { rssMb: number; heapUsedMb: number };
+}
+
+async function punctuation(sizes: number[]): Promise<PunctuationResult[]> {
+  const out: PunctuationResult[] = [];
+  for (const n of sizes) {
+    log(`[punctuation] ${fmtInt(n)} open chats`);
+    const child = spawnBenchScript('punctuation', { CHATS: String(n) }, ['--expose-gc']);
+    const code = await child.exited;
+    const r = lastEvent<PunctuationResult>(child.output(), 'punctuation');
+    if (code !== 0 || r === null) throw new Error(`punctuation ${n} failed: ${child.output().slice(-2000)}`);
+    out.push(r);
+  }
+  return out;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
+  return [line(rows[0]!), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const full = process.argv.includes('--full') || process.env.BENCH_SCALE === 'full';
+  const scale = full ? FULL : SHORT;
+  const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
+  const want = (s: string) => only === undefined || only.includes(s);
+  const started = Date.now();
+  const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), loadBefore: loadAverage(), node: process.version };
+  log(`scale ${scale.name}; ${machine.cpus} CPUs, load average ${machine.loadBefore}`);
+
+  const results: {
+    scale: string; machine: typeof machine; loadAfter?: string; seconds?: number;
+    throughput: ThroughputResult[]; generated?: TrafficStats; punctuation: PunctuationResult[];
+    sealDelay: SealDelayResult | null; endToEnd: EndToEndResult | null;
+  } = { scale: scale.name, machine, throughput: [], punctuation: [], sealDelay: null, endToEnd: null };
+
+  if (want('throughput')) {
+    ensureKsJar();
+    const genStats = emptyStats();
+    const datasets = [
+      { name: 'irc', describe: 'IRC sample (14,018 messages, 12 chats)', gapMs: GAP, messages: () => ircSample(IRC_SAMPLE) },
+      {
+        name: 'clean', describe: 'generated, 20k messages, no duplicates or reordering', gapMs: GAP,
+        messages: () => generateTraffic({ seed: 3, messages: 20_000, gapMs: GAP, duplicateRate: 0, reorderRate: 0, lateRate: 0 }),
+      },
+      {
+        name: 'backlog', describe: `generated, ${fmtInt(scale.backlog)} messages (1% duplicates, 2% reordered, 0.3% hours late)`, gapMs: GAP,
+        messages: () => generateTraffic({ seed: 7, messages: Math.round(scale.backlog * 1.02), gapMs: GAP }, genStats),
+      },
+    ];
+    for (const ds of datasets) {
+      const big = ds.name === 'backlog';
+      results.throughput.push(await runThroughput(ds, {
+        ks: true, flow: true, compare: true, restore: true, log,
+        // The tracker's budget is the same as the peers'; it needs far less.
+        budgetMs: big ? scale.budgetMs : 90_000, flowBudgetMs: big ? scale.flowBudgetMs : 60_000,
+      }));
+    }
+    results.generated = genStats;
+  }
+  if (want('punctuation')) results.punctuation = await punctuation(scale.punctuationSizes);
+  if (want('latency')) results.sealDelay = await runSealDelay({ chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log });
+  if (want('e2e')) results.endToEnd = await runEndToEnd({ chats: Math.min(100, scale.liveChats), seconds: 15, log });
+
+  results.loadAfter = loadAverage();
+  results.seconds = Math.round((Date.now() - started) / 1000);
+  mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
+  const file = path.join(ROOT, `bench/results/${scale.name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, JSON.stringify(results, null, 2));
+
+  // One table.
+  const rows: string[][] = [['benchmark', 'system', 'figure', 'vs baseline (same run)']];
+  for (const t of results.throughput) {
+    const raws = t.runs.filter((r) => r.system.startsWith('raw'));
+    const raw = raws.reduce((s, r) => s + r.rate, 0) / Math.max(1, raws.length);
+    const ours = t.runs.find((r) => r.system === 'tracker');
+    const ks = t.runs.find((r) => r.system === 'Kafka Streams');
+    const fl = t.runs.find((r) => r.system === '@kafkats/flow');
+    const what = `throughput ${t.dataset} (${fmtInt(t.records)} records)`;
+    rows.push([what, 'raw kafkajs consumer', `${fmtInt(raw)} rec/s (${raws.map((r) => fmtInt(r.rate)).join(' / ')})`, 'baseline']);
+    if (ours) rows.push([what, 'tracker (ours, EOS)', `${fmtInt(ours.rate)} rec/s (steady ${fmtInt(ours.steadyRate)})${ours.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(ours.peakRssMb)} MB`, `${fmtRatio(ours.rate / raw)} of raw`]);
+    if (ks) rows.push([what, 'Kafka Streams (EOS v2)', `${fmtInt(ks.rate)} rec/s (steady ${fmtInt(ks.steadyRate)})${ks.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(ks.peakRssMb)} MB`, ours ? `ours/KS ${fmtRatio(ours.rate / ks.rate)}` : '']);
+    if (fl) rows.push([what, '@kafkats/flow (EOS)', `${fmtInt(fl.rate)} rec/s (steady ${fmtInt(fl.steadyRate)})${fl.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(fl.peakRssMb)} MB`, ours ? `ours/flow ${fmtRatio(ours.rate / fl.rate)}` : '']);
+    rows.push([what, 'tracker output', `${fmtInt(t.sealed.total)} conversations ${JSON.stringify(t.sealed.byReason)}, ${fmtInt(t.sealed.late)} late`, '']);
+    for (const a of t.agreements) {
+      rows.push([what, `agreement with ${a.other}`, `${fmtInt(a.identical)} of ${fmtInt(a.ours)} NEXT_MESSAGE conversations identical`,
+        `${fmtInt(a.sameBoundsOtherIds)} same bounds other ids, ${fmtInt(a.missing)} missing; ${fmtInt(a.otherSessions)} emitted`]);
+    }
+    if (t.ksDropped !== null) rows.push([what, 'Kafka Streams dropped (late)', `${fmtInt(t.ksDropped)} records`, '']);
+    if (t.restore) rows.push([what, 'restore from changelog', `${fmtInt(t.restore.restoreMs)} ms for ${fmtInt(t.restore.restoredRecords)} records (store ${t.restore.storeMb.toFixed(1)} MB; changelog ${t.restore.changelogMb.toFixed(0)} MB for ${t.produce.mb.toFixed(0)} MB of input)`, `ready after ${fmtInt(t.restore.readyMs)} ms`]);
+  }
+  for (const p of results.punctuation) {
+    rows.push([`punctuation, ${fmtInt(p.chats)} open chats`, 'tracker + RocksDB', `idle tick p50 ${p.idleTickMs.p50.toFixed(3)} ms p99 ${p.idleTickMs.p99.toFixed(2)} ms; 1% due ${p.dueTickMs.mean.toFixed(1)} ms (${fmtInt(p.sealedPerDueTick)} sealed)`,
+      `RSS ${fmtInt(p.memory.rssMb)} MB, heap ${p.memory.heapUsedMb.toFixed(1)} MB`]);
+  }
+  if (results.sealDelay) {
+    const s = results.sealDelay;
+    rows.push(['seal delay past deadline (live, gap 3 s)', 'tracker (tick 1 s)', `p50 ${fmtInt(s.tracker.p50)} ms, p99 ${fmtInt(s.tracker.p99)} ms (${s.tracker.n}/${s.tracker.expected})`, `seed/ours p99 ${fmtRatio(s.seed.p99 / s.tracker.p99)}`]);
+    rows.push(['seal delay past deadline (live, gap 3 s)', `seed: Redis zset, check every ${s.seedCheckMs / 1000} s`, `p50 ${fmtInt(s.seed.p50)} ms, p99 ${fmtInt(s.seed.p99)} ms (${s.seed.n}/${s.seed.expected})`, 'baseline']);
+  }
+  if (results.endToEnd) {
+    const e = results.endToEnd;
+    rows.push(['end to end: last message -> analysis.completed', `tracker+ETL+analysis (${e.passes.length} passes)`,
+      `first pass p50 ${fmtInt(e.firstPass.p50)} ms p99 ${fmtInt(e.firstPass.p99)} ms; all passes p50 ${fmtInt(e.allPasses.p50)} ms p99 ${fmtInt(e.allPasses.p99)} ms`,
+      `includes the ${e.gapMs} ms gap; ${e.conversations} conversations`]);
+  }
+  console.log(`\nchatstats benchmarks, scale ${scale.name}, ${new Date().toISOString()}, ${machine.cpus} CPUs ${machine.cpuModel}, ${machine.memGb} GB, Node ${machine.node}`);
+  console.log(`load average before ${machine.loadBefore}, after ${results.loadAfter} (shared machine: read figures as ratios within this run)\n`);
+  console.log(table(rows));
+  console.log(`\n${results.seconds} s; details in ${path.relative(ROOT, file)}`);
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e); process.exit(1); });
