@@ -40,6 +40,7 @@ import { runPass, type RunPassSummary } from '../analysis/run-pass';
 import type { Emit } from '../analysis/runner';
 import { GroupOffsets } from './group-offsets';
 import { RateLimiter } from './rate-limiter';
+import { UnreachableError } from './connect';
 import { chunkSizeFor } from './options';
 import { silentProgress, type ProgressSink } from './progress';
 
@@ -346,7 +347,14 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
           try {
             c = await ctx.codec.decode('ConversationSealed', r.value);
           } catch (e) {
-            if (!(e instanceof InvalidRecordError)) throw new Error(`cannot decode ${topic} partition ${range.partition} offset ${offset}: ${(e as Error).message}`);
+            if (!(e instanceof InvalidRecordError)) {
+              throw new UnreachableError(`cannot decode ${topic} partition ${range.partition} offset ${offset}: ${(e as Error).message}${ctx.cfg.schemaRegistryUrl ? ` (is the schema registry at ${ctx.cfg.schemaRegistryUrl} reachable?)` : ''}`);
+            }
+            // Avro without a registry is a configuration problem, not a bad record: moving past it
+            // would skip the whole topic.
+            if (r.value?.[0] === 0 && ctx.codec.registry === null) {
+              throw new UnreachableError(`${topic} holds Avro records (registry-framed): set SCHEMA_REGISTRY_URL to the schema registry they were written with`);
+            }
             s.undecodable++;
             log.warn({ partition: range.partition, offset, err: e.message }, 'undecodable record on conversation.sealed skipped');
             continue;

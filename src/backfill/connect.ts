@@ -4,7 +4,7 @@
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import type { Pool } from 'pg';
 import type { Config } from '../config';
-import { securityFromConfig } from '../kafka-client';
+import { describeKafkaError, securityFromConfig } from '../kafka-client';
 import { createPool, errorSummary } from '../db/pool';
 
 /** Kafka, the registry or PostgreSQL could not be reached or is not set up. */
@@ -80,7 +80,9 @@ export async function checkKafka(cfg: Config, topics: string[]): Promise<Map<str
     return new Map(md.topics.map((t) => [t.name, t.partitions.length]));
   } catch (e) {
     if (e instanceof UnreachableError) throw e;
-    throw new UnreachableError(`cannot reach Kafka at ${cfg.kafkaBrokers.join(',')} (KAFKA_BROKERS): ${(e as Error).message}`);
+    // Rejected credentials or certificates are said as such; anything else is "cannot reach".
+    const said = describeKafkaError(e, cfg);
+    throw new UnreachableError(said !== (e as Error).message ? said : `cannot reach Kafka at ${cfg.kafkaBrokers.join(',')} (KAFKA_BROKERS): ${said}`);
   } finally {
     await admin.disconnect().catch(() => undefined);
   }

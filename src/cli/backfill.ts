@@ -160,6 +160,7 @@ function notes(s: BackfillSummary): void {
         ? `the analysis role runs ${s.pass} on them when the ETL loads them${s.dry_run ? '' : ', so the backfill moves past them'}.`
         : `${s.pass} is disabled, so nothing runs it on them when the ETL loads them: run \`chatstats backfill ${s.pass} --from-beginning --allow-disabled\` again then.`));
   }
+  if (s.undecodable > 0) console.log(`\n${s.undecodable} record(s) of ${s.topic} could not be decoded and were passed over (see the warnings logged; the ETL sends such records to its DLQ).`);
   if (s.limit_reached) console.log(`\n--limit ${s.limit} reached: more conversations lack ${s.pass}; run the command again to continue.`);
   if (s.failed > 0) console.log(`\n${s.failed} run(s) failed: see \`chatstats missing --pass ${s.pass}\`; \`chatstats backfill ${s.pass} --from-beginning\` tries them again.`);
   if (s.interrupted) console.log('\ninterrupted: the position is committed; run the command again to resume.');

@@ -365,6 +365,10 @@ test('unreachable Kafka or PostgreSQL and invalid settings: non-zero exit and on
   const topic = await cli(['backfill', 'keywords', '--dry-run'], { TOPIC_PREFIX: `absent-${tag}.` });
   assert.equal(topic.code, 1);
   assert.match(topic.stderr, /conversation\.sealed.* do(es)? not exist/);
+  // The topics hold Avro: without the registry a backfill stops rather than pass over every record.
+  const noRegistry = await cli(['backfill', 'keywords', '--dry-run'], { SCHEMA_REGISTRY_URL: '' });
+  assert.equal(noRegistry.code, 1);
+  assert.match(noRegistry.stderr, /holds Avro records .*set SCHEMA_REGISTRY_URL/);
   const rate = await cli(['backfill', 'keywords', '--dry-run'], { BACKFILL_RATE: 'fast' });
   assert.equal(rate.code, 2);
   assert.match(rate.stderr, /invalid configuration: BACKFILL_RATE/);
