@@ -13,7 +13,8 @@
 // topic (a record behind the close time is dropped and only counted in a metric).
 //
 // Configuration from the environment: BOOTSTRAP (127.0.0.1:9092), APPLICATION_ID, INPUT, OUTPUT,
-// STATE_DIR, GAP_MS (5400000), GRACE_MS (0), THREADS (1), EMIT (close | suppress). Runs until SIGTERM; prints one JSON line
+// STATE_DIR, GAP_MS (5400000), GRACE_MS (0), THREADS (1), EMIT (close | suppress), AGG (ids |
+// count), RETENTION_MS (172800000). Runs until SIGTERM; prints one JSON line
 // on stdout when RUNNING and one with its counters when closed.
 package chatstats.bench;
 
@@ -125,6 +126,11 @@ public final class SessionBaseline {
     // AGG=ids (default): the sessions' message ids, as the comparison needs. AGG=count: one
     // character per message instead (a profile of the aggregate's cost; output ids are empty).
     boolean idsOnly = env("AGG", "ids").equals("count");
+    // The session store keeps sessions for its retention (at least gap + grace) in segments of
+    // half the retention, each segment its own RocksDB. With the default (gap + grace = 90 min), a
+    // backlog spanning 30 days of event time opens and drops a RocksDB every 45 min of event time
+    // per partition. RETENTION_MS (default: 2 days) makes them few.
+    long retentionMs = Math.max(gapMs + graceMs, Long.parseLong(env("RETENTION_MS", String.valueOf(2 * 86_400_000L))));
     StreamsBuilder b = new StreamsBuilder();
     SessionWindowedKStream<String, String> windowed = b
         .stream(input, Consumed.with(Serdes.String(), Serdes.String()).withTimestampExtractor(new SentAtExtractor()))
@@ -140,7 +146,8 @@ public final class SessionBaseline {
         (chat, id, agg) -> addId(agg, id),
         (chat, a, c) -> a.isEmpty() ? c : c.isEmpty() ? a : a + "\n" + c,
         Materialized.<String, String, SessionStore<Bytes, byte[]>>as("sessions")
-            .withKeySerde(Serdes.String()).withValueSerde(Serdes.String()));
+            .withKeySerde(Serdes.String()).withValueSerde(Serdes.String())
+            .withRetention(Duration.ofMillis(retentionMs)));
     if (suppress) sessions = sessions.suppress(Suppressed.untilWindowCloses(Suppressed.BufferConfig.unbounded()));
     sessions.toStream()
         .filter((wk, agg) -> agg != null)
