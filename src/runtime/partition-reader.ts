@@ -45,7 +45,7 @@ export class PartitionReader {
   private readonly cluster: Cluster;
   private connected = false;
 
-  constructor(kafka: Kafka, private readonly maxWaitMs = 200) {
+  constructor(kafka: Kafka, private readonly maxWaitMs = 200, private readonly stallMs = 60_000) {
     this.cluster = createCluster(kafka);
   }
 
@@ -93,7 +93,15 @@ export class PartitionReader {
     await this.cluster.addTargetTopic(topic);
     let offset = from;
     let count = 0;
+    let idleSince = Date.now();
     while (offset < to) {
+      if (Date.now() - idleSince > this.stallMs) {
+        // Nothing readable for a long time: the end may have moved back (truncation after an
+        // unclean leader change). Re-read it, and fail rather than wait forever.
+        const end = (await this.endOffsets(topic, [partition])).get(partition) ?? to;
+        if (end <= offset) break;
+        throw new Error(`reading ${topic}-${partition}: no progress at offset ${offset} for ${this.stallMs} ms (end ${end})`);
+      }
       const leaders = this.cluster.findLeaderForPartitions(topic, [partition]);
       const nodeId = Object.keys(leaders)[0];
       if (nodeId === undefined) {
@@ -117,6 +125,7 @@ export class PartitionReader {
         if (batch.isEmptyDueToLogCompactedMessages()) offset += 1;
         continue;
       }
+      idleSince = Date.now();
       const records = (batch.messages as RawRecord[]).filter((m) => Number(m.offset) < to);
       if (records.length > 0) {
         await onRecords(records);
