@@ -7,7 +7,7 @@ let defaults = false;
 
 export function enableProcessMetrics(): void {
   if (!defaults) {
-    collectDefaultMetrics({ register: registry, prefix: 'chatstats_process_' });
+    collectDefaultMetrics({ register: registry, prefix: 'chatstats_' });
     defaults = true;
   }
 }

@@ -55,14 +55,17 @@ export function demoCommand(): Command {
 
       const pool = createPool(cfg.databaseUrl);
       await migrate(pool);
+      // The logs are history: published first, they are a backlog the tracker sessionizes by
+      // event time. Published into a running tracker, every pause between produce requests
+      // would find the partition caught up, and the wall clock would rightly seal what was read.
+      say(`replaying ${path.relative(process.cwd(), opts.file)}`);
+      const produced = await runProduce({ file: opts.file, config: cfg });
+      say(`produced ${produced.sent} messages (${produced.invalid} invalid) in ${(produced.elapsed_ms / 1000).toFixed(1)}s`);
       const app = await startApp(cfg, ['tracker', 'etl', 'analysis']);
       const kafka = kafkaFromConfig(cfg, `${cfg.appId}-demo`);
       const reader = new PartitionReader(kafka);
       const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics: t });
       try {
-        say(`replaying ${path.relative(process.cwd(), opts.file)}`);
-        const produced = await runProduce({ file: opts.file, config: cfg });
-        say(`produced ${produced.sent} messages (${produced.invalid} invalid) in ${(produced.elapsed_ms / 1000).toFixed(1)}s`);
 
         // Done when the tracker has caught up and sealed everything (the logs are history, so the
         // wall clock seals each chat's last conversation), and every sealed conversation is loaded

@@ -1,6 +1,7 @@
 // The chatstats command line (SPEC section 6). Each command lives in its own module.
 import { Command, CommanderError } from 'commander';
-import { ConfigError } from '../config';
+import { ConfigError, safeConfig } from '../config';
+import { describeKafkaError } from '../kafka-client';
 import { runCommand } from './run';
 import { produceCommand } from './produce';
 import { trackerCommands } from './tracker-commands';
@@ -34,7 +35,7 @@ program.parseAsync(process.argv).then(
       console.error(`chatstats: invalid configuration: ${e.message}`);
       process.exit(2);
     }
-    console.error(`chatstats: ${(e as Error).message ?? e}`);
+    console.error(`chatstats: ${describeKafkaError(e, safeConfig())}`);
     process.exit(1);
   },
 );

@@ -6,8 +6,8 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { Command, InvalidArgumentError } from 'commander';
 import type { Admin, Message } from 'kafkajs';
-import { loadConfig, type Config } from '../config';
-import { kafkaFromConfig } from '../kafka-client';
+import { loadConfig, safeConfig, type Config } from '../config';
+import { describeKafkaError, kafkaFromConfig } from '../kafka-client';
 import { ChatMessageProducer, type SendReport } from '../producer';
 import { RecordCodec } from '../records/codec';
 import { InvalidRecordError, parseChatMessageJson } from '../records/validate';
@@ -345,7 +345,7 @@ when SCHEMA_REGISTRY_URL is set, JSON otherwise. Invalid lines are reported as "
           process.exitCode = 130;
         }
       } catch (e) {
-        process.stderr.write(`chatstats produce: ${(e as Error).message}\n`);
+        process.stderr.write(`chatstats produce: ${describeKafkaError(e, safeConfig())}\n`);
         process.exitCode = 1;
       } finally {
         process.off('SIGINT', onSigint);

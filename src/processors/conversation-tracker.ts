@@ -65,7 +65,7 @@ function createMetrics() {
     sealed: new Counter({ name: 'chatstats_conversations_sealed_total', help: 'Conversations sealed', labelNames: ['reason'], registers: [registry] }),
     open: new Gauge({ name: 'chatstats_open_conversations', help: 'Open conversations held by this instance', labelNames: ['partition'], registers: [registry] }),
     sealDelay: new Histogram({
-      name: 'chatstats_seal_delay_seconds', help: 'Wall-clock seals: seconds between the deadline (ended_at + gap + grace) and sealed_at',
+      name: 'chatstats_seal_delay_seconds', help: 'Wall-clock seals: seconds from the deadline (ended_at + gap + grace), or from catching up if later, to sealed_at',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
     }),
     commands: new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
@@ -255,7 +255,11 @@ export class ConversationTracker implements Processor {
           const c = o.conversation;
           m().sealed.inc({ reason: c.seal_reason });
           if (c.seal_reason === 'GAP_TIMEOUT') {
-            m().sealDelay.observe(Math.max(0, c.sealed_at - (c.ended_at + c.gap_ms + this.deps.rules.graceMs)) / 1000);
+            // From the deadline, or from when the partition caught up if that was later: a
+            // replay of history seals at once and would otherwise report years of delay.
+            const deadline = c.ended_at + c.gap_ms + this.deps.rules.graceMs;
+            const from = Math.max(deadline, this.ctx.caughtUpSince() ?? deadline);
+            m().sealDelay.observe(Math.max(0, c.sealed_at - from) / 1000);
           }
           this.ctx.forward({ topic: topics.sealed, key: c.chat_id, value: await codec.encodeSealed(c) });
           break;

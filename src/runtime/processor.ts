@@ -36,6 +36,8 @@ export interface ProcessorContext {
   writeLocal(ops: StoreOp[]): void;
   /** True when the task had read everything that was in its input partition when last checked. */
   caughtUp(): boolean;
+  /** When the task last became caught up (wall clock), or null while it is behind. */
+  caughtUpSince(): number | null;
   /** The input partition's read position and end, as last known. */
   position(): { position: number; end: number };
 }

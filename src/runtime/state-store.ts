@@ -79,11 +79,11 @@ export class StateStore {
   }
 
   approximateSizeBytes(): number {
-    try {
-      return Number((this.db as any).getProperty('rocksdb.estimate-live-data-size')) || 0;
-    } catch {
-      return 0;
-    }
+    // Live data in SST files plus what is still in memtables (not flushed yet).
+    const prop = (name: string) => {
+      try { return Number(this.db.getProperty(name)) || 0; } catch { return 0; }
+    };
+    return prop('rocksdb.estimate-live-data-size') + prop('rocksdb.cur-size-all-mem-tables');
   }
 
   /** Closes the store; with a changelog offset, marks it clean so the next open keeps it. */

@@ -81,6 +81,7 @@ export class StreamTask {
   private pos = -1;
   private end = -1;
   private closed = false;
+  private caughtUpAt: number | null = null;
   readonly ready: Promise<void>;
   restoredRecords = 0;
   restoreMs = 0;
@@ -100,6 +101,16 @@ export class StreamTask {
   }
 
   get isClosed(): boolean { return this.closed; }
+
+  private isCaughtUp(): boolean {
+    return this.pos >= 0 && this.end >= 0 && this.pos >= this.end;
+  }
+
+  /** Notes when the task catches up, so seal delays are measured from then, not from history. */
+  private trackCaughtUp(now: number): void {
+    if (!this.isCaughtUp()) this.caughtUpAt = null;
+    else if (this.caughtUpAt === null) this.caughtUpAt = now;
+  }
   /** The task's processor, for read-only status queries run through inTurn(). */
   get processorInstance(): Processor { return this.processor; }
   get position(): number { return this.pos; }
@@ -139,7 +150,8 @@ export class StreamTask {
         for (const op of ops) this.storeOps.push(op);
       },
       writeLocal: (ops) => { for (const op of ops) this.storeOps.push(op); },
-      caughtUp: () => this.pos >= 0 && this.end >= 0 && this.pos >= this.end,
+      caughtUp: () => this.isCaughtUp(),
+      caughtUpSince: () => this.caughtUpAt,
       position: () => ({ position: this.pos, end: this.end }),
     };
     await this.processor.init(ctx);
@@ -184,6 +196,7 @@ export class StreamTask {
       await this.commit(next);
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
+      this.trackCaughtUp(Date.now());
       return true;
     });
   }
@@ -204,6 +217,7 @@ export class StreamTask {
     return this.enqueue(async () => {
       if (this.closed) return;
       if (end !== undefined) this.end = end;
+      this.trackCaughtUp(now);
       const t0 = process.hrtime.bigint();
       try {
         await this.processor.punctuate(now);
