@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     logChange: (_k, _v, ops) => { for (const op of ops) pending.push(op); },
     writeLocal: (ops) => { for (const op of ops) pending.push(op); },
     caughtUp: () => true,
+    caughtUpSince: () => 0,
     position: () => ({ position: 0, end: 0 }),
   };
   const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 3_600_000 };
