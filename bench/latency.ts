@@ -2,9 +2,9 @@
 // past its deadline does not depend on the gap's length, only on how the deadline is noticed).
 //
 // sealDelay: the seed's design (Redis sorted set + a periodic check, seed-redis.ts) and ours
-//   (`chatstats run tracker`, PUNCTUATE_INTERVAL 1 s as in production) consume the same live
-//   traffic at the same time; a downstream read_committed consumer receives both designs' sealed
-//   events. Delay = time received - (ended_at + gap).
+//   (`chatstats run tracker`, PUNCTUATE_INTERVAL 1 s as in production, and a second instance at
+//   250 ms) consume the same live traffic at the same time; a downstream read_committed consumer
+//   receives every design's sealed events. Delay = time received - (ended_at + gap).
 // endToEnd: `chatstats run all` (tracker, ETL into a fresh PostgreSQL database, analysis) on live
 //   traffic: from a conversation's last message being produced to its analysis.completed events.
 import { Client } from 'pg';
@@ -25,21 +25,12 @@ function stats(xs: number[], expected: number): DelayStats {
   return { n: xs.length, expected, p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), max: Math.max(...xs), min: Math.min(...xs) };
 }
 
-export interface SealDelayResult {
-  chats: number;
-  trafficSeconds: number;
-  seedCheckMs: number;
-  trackerTickMs: number;
-  tracker: DelayStats;
-  seed: DelayStats;
-}
-
 /**
  * Live traffic: `chats` chats, each starting at a random moment of the first `seconds`, sends a
  * burst of 1 to 8 messages 0 to 400 ms apart (sent_at = now), then stays silent: one conversation
  * each, whose deadline falls at a random phase of every periodic check.
  */
-async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topic: string, chats: number, seconds: number, seed: number,
+async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[], chats: number, seconds: number, seed: number,
   onLast: (chat: string, producedAt: number) => void): Promise<number> {
   const rng = new Rng(seed);
   interface Plan { at: number; chat: string; i: number; last: boolean }
@@ -68,7 +59,9 @@ async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topic: string, 
       message_id: `${p.chat}:${p.i}`, chat_id: p.chat, sender_id: `u${p.i % 2}`, sent_at: Date.now(), text: `live message ${p.i}`,
       chat_type: 'direct', is_from_me: p.i % 2 === 0, reply_to_message_id: null, account_id: null,
     }));
-    await producer.send({ topic, acks: -1, messages: msgs.map((m) => ({ key: m.chat_id, value: encodeMessage(m) })) });
+    const records = msgs.map((m) => ({ key: m.chat_id, value: encodeMessage(m) }));
+    // One request for every topic: each tracker sees the same messages at the same time.
+    await producer.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: records })) });
     const producedAt = Date.now();
     for (const p of due) if (p.last) onLast(p.chat, producedAt);
     sent += msgs.length;
@@ -90,53 +83,87 @@ async function waitReady(port: number, child: Child, timeoutMs: number): Promise
   }
 }
 
+export interface TrackerDelay {
+  tickMs: number;
+  /** Received downstream - (ended_at + gap). */
+  received: DelayStats;
+  /** sealed_at - (ended_at + gap): the tracker's own part. */
+  sealed: DelayStats;
+  /** Conversations sealed more than one tick past their deadline (a tick skipped: not caught up). */
+  sealedAfterOneTick: number;
+}
+
+export interface SealDelayResult {
+  chats: number;
+  trafficSeconds: number;
+  seedCheckMs: number;
+  trackers: TrackerDelay[];
+  seed: DelayStats;
+}
+
+/** Tick intervals of the trackers that run side by side: production's 1 s, and a shorter one. */
+const TICKS = [1000, 250];
+
 export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; log: (s: string) => void }): Promise<SealDelayResult> {
   const kafka = benchKafka('bench-latency');
   const admin = kafka.admin();
   await admin.connect();
-  const run = newRun('latency', { CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: '1s' });
-  const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
-  const seedOut = `${run.prefix}seed.sealed`;
+  const runs = TICKS.map((tick) => newRun(`latency${tick}`, { CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: `${tick}ms` }));
+  const topics = runs.map((run) => topicNames({ topicPrefix: run.prefix, appId: run.appId }));
+  const seedOut = `${runs[0]!.prefix}seed.sealed`;
   const children: Child[] = [];
-  const consumer = kafka.consumer({ groupId: `${run.prefix}downstream`, readUncommitted: false, maxWaitTimeInMs: 50 });
+  const consumer = kafka.consumer({ groupId: `${runs[0]!.prefix}downstream`, readUncommitted: false, maxWaitTimeInMs: 50 });
   try {
-    await createTopics(admin, [topics.messages, seedOut], 6, { 'retention.ms': String(86_400_000) });
-    const port = await freePort();
-    const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
-    children.push(tracker);
-    await waitReady(port, tracker, 120_000);
+    for (const t of topics) await createTopics(admin, [t.messages], 6, { 'retention.ms': String(86_400_000) });
+    await createTopics(admin, [seedOut], 6, { 'retention.ms': String(86_400_000) });
+    for (const run of runs) {
+      const port = await freePort();
+      const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
+      children.push(tracker);
+      await waitReady(port, tracker, 120_000);
+    }
     const seed = spawnBenchScript('seed-redis', {
-      KAFKA_BROKERS: run.env.KAFKA_BROKERS!, TOPIC: topics.messages, OUT_TOPIC: seedOut, GROUP: `${run.prefix}seed`,
-      GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${run.id}:`,
+      KAFKA_BROKERS: runs[0]!.env.KAFKA_BROKERS!, TOPIC: topics[0]!.messages, OUT_TOPIC: seedOut, GROUP: `${runs[0]!.prefix}seed`,
+      GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${runs[0]!.id}:`,
     });
     children.push(seed);
     await sleep(3000); // the seed's consumer joins its group
 
-    const ours: number[] = [];
+    const received = TICKS.map(() => [] as number[]);
+    const sealed = TICKS.map(() => [] as number[]);
     const theirs: number[] = [];
+    const sealedTopics = topics.map((t) => t.sealed);
     await consumer.connect();
-    await consumer.subscribe({ topics: [topics.sealed, seedOut], fromBeginning: true });
+    await consumer.subscribe({ topics: [...sealedTopics, seedOut], fromBeginning: true });
     await consumer.run({
       eachMessage: async ({ topic, message }) => {
         const now = Date.now();
-        const c = JSON.parse(message.value!.toString('utf8')) as { ended_at: number; gap_ms: number };
-        (topic === seedOut ? theirs : ours).push(now - (c.ended_at + c.gap_ms));
+        const c = JSON.parse(message.value!.toString('utf8')) as { ended_at: number; gap_ms: number; sealed_at: number };
+        const deadline = c.ended_at + c.gap_ms;
+        if (topic === seedOut) { theirs.push(now - deadline); return; }
+        const i = sealedTopics.indexOf(topic);
+        received[i]!.push(now - deadline);
+        sealed[i]!.push(c.sealed_at - deadline);
       },
     });
-    opts.log(`[latency] live traffic: ${opts.chats} chats over ${opts.seconds} s, gap ${GAP_MS} ms, tracker tick 1 s, seed check every ${opts.seedCheckMs / 1000} s`);
-    await liveTraffic(kafka, topics.messages, opts.chats, opts.seconds, 11, () => undefined);
+    opts.log(`[latency] live traffic: ${opts.chats} chats over ${opts.seconds} s, gap ${GAP_MS} ms, tracker ticks ${TICKS.join(' and ')} ms, seed check every ${opts.seedCheckMs / 1000} s`);
+    await liveTraffic(kafka, topics.map((t) => t.messages), opts.chats, opts.seconds, 11, () => undefined);
     const deadline = Date.now() + GAP_MS + opts.seedCheckMs * 2 + 30_000;
-    while ((ours.length < opts.chats || theirs.length < opts.chats) && Date.now() < deadline) await sleep(250);
+    while ((received.some((r) => r.length < opts.chats) || theirs.length < opts.chats) && Date.now() < deadline) await sleep(250);
     return {
-      chats: opts.chats, trafficSeconds: opts.seconds, seedCheckMs: opts.seedCheckMs, trackerTickMs: 1000,
-      tracker: stats(ours, opts.chats), seed: stats(theirs, opts.chats),
+      chats: opts.chats, trafficSeconds: opts.seconds, seedCheckMs: opts.seedCheckMs,
+      trackers: TICKS.map((tickMs, i) => ({
+        tickMs, received: stats(received[i]!, opts.chats), sealed: stats(sealed[i]!, opts.chats),
+        sealedAfterOneTick: sealed[i]!.filter((d) => d > tickMs).length,
+      })),
+      seed: stats(theirs, opts.chats),
     };
   } finally {
     await consumer.disconnect().catch(() => undefined);
     for (const c of children) await c.stop('SIGTERM', 20_000).catch(() => undefined);
-    await cleanup(admin, [run.prefix, run.appId]).catch(() => 0);
+    await cleanup(admin, runs.flatMap((run) => [run.prefix, run.appId])).catch(() => 0);
     await admin.disconnect();
-    removeDir(run.stateDir);
+    for (const run of runs) removeDir(run.stateDir);
   }
 }
 
@@ -189,7 +216,7 @@ export async function runEndToEnd(opts: { chats: number; seconds: number; log: (
       },
     });
     opts.log(`[e2e] live traffic: ${opts.chats} chats over ${opts.seconds} s through tracker, ETL (PostgreSQL) and analysis`);
-    await liveTraffic(kafka, topics.messages, opts.chats, opts.seconds, 23, (chat, at) => lastProduced.set(chat, at));
+    await liveTraffic(kafka, [topics.messages], opts.chats, opts.seconds, 23, (chat, at) => lastProduced.set(chat, at));
     const deadline = Date.now() + GAP_MS + 60_000;
     let stable = 0;
     let lastCount = -1;

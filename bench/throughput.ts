@@ -43,10 +43,14 @@ export interface Agreement {
   ours: number;
   /** ... found in the other's output with the same chat, bounds and set of message ids. */
   identical: number;
+  /** ... of which the other counts more messages (duplicate deliveries counted twice). */
+  identicalCountDiffers: number;
   /** ... same chat and bounds, other message ids (duplicates counted twice, dropped records). */
   sameBoundsOtherIds: number;
   /** ... not found with the same bounds. */
   missing: number;
+  /** ... of which the other has a session of the chat overlapping ours (other boundaries). */
+  missingOverlapped: number;
   /** Sessions of the other that match none of ours (any seal reason), by chat and bounds. */
   extra: number;
   /** Sessions the other emitted. */
@@ -196,14 +200,25 @@ function agree(other: string, ours: Session[], theirs: Session[]): Agreement {
   const byBounds = new Map<string, Session>();
   for (const s of theirs) byBounds.set(boundsKey(s), s);
   const oursByBounds = new Set(ours.map(boundsKey));
-  const a: Agreement = { other, ours: next.length, identical: 0, sameBoundsOtherIds: 0, missing: 0, extra: 0, otherSessions: theirs.length, examples: [] };
+  const byChat = new Map<string, Session[]>();
+  for (const t of theirs) {
+    let list = byChat.get(t.chat);
+    if (!list) byChat.set(t.chat, (list = []));
+    list.push(t);
+  }
+  const a: Agreement = {
+    other, ours: next.length, identical: 0, identicalCountDiffers: 0, sameBoundsOtherIds: 0, missing: 0, missingOverlapped: 0,
+    extra: 0, otherSessions: theirs.length, examples: [],
+  };
   for (const s of next) {
     const t = byBounds.get(boundsKey(s));
     if (t === undefined) {
       a.missing++;
+      if ((byChat.get(s.chat) ?? []).some((x) => x.start <= s.end && x.end >= s.start)) a.missingOverlapped++;
       if (a.examples.length < 6) a.examples.push(`missing: ${s.chat} [${s.start}..${s.end}] ${s.ids.length} msgs`);
     } else if (idSetKey(t.ids) === idSetKey(s.ids)) {
       a.identical++;
+      if (t.ids.length !== s.ids.length) a.identicalCountDiffers++;
     } else {
       a.sameBoundsOtherIds++;
       if (a.examples.length < 6) a.examples.push(`ids differ: ${s.chat} [${s.start}..${s.end}] ours ${s.ids.length} (${new Set(s.ids).size} distinct), ${other} ${t.ids.length} (${new Set(t.ids).size} distinct)`);

@@ -82,6 +82,8 @@ export class StreamTask {
   private end = -1;
   private closed = false;
   private caughtUpAt: number | null = null;
+  /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
+  private storeChangelogEnd = -1;
   readonly ready: Promise<void>;
   restoredRecords = 0;
   restoreMs = 0;
@@ -95,8 +97,13 @@ export class StreamTask {
     private readonly log: Logger,
     /** Reads the group's committed input offset (null: none yet). Called after fencing. */
     committedOffset: () => Promise<number | null>,
+    /** The previous task of this partition in this process, still closing its store. */
+    previous: Promise<void> = Promise.resolve(),
   ) {
-    this.ready = this.enqueue(() => this.start(committedOffset));
+    this.ready = this.enqueue(async () => {
+      await previous;
+      return this.start(committedOffset);
+    });
     this.ready.catch(() => undefined);
   }
 
@@ -160,6 +167,7 @@ export class StreamTask {
     const from = Math.min(this.store.restoreFrom, end);
     this.restoredRecords = await this.reader.read(spec.changelogTopic, partition, from, end,
       (records) => this.processor.restore(records));
+    this.storeChangelogEnd = end;
     await this.processor.restored();
 
     // Read only now: initTransactions above waited for the previous owner's last transaction to
@@ -260,9 +268,16 @@ export class StreamTask {
         list.push({ key: o.key, value: o.value, headers: o.headers as IHeaders | undefined, partition: o.partition });
       }
       if (changelog.length > 0) byTopic.set(this.spec.changelogTopic, changelog);
-      for (const request of splitRequests(byTopic)) await txn.sendBatch({ topicMessages: request });
+      let changelogEnd = -1;
+      for (const request of splitRequests(byTopic)) {
+        const meta = await txn.sendBatch({ topicMessages: request });
+        const logged = request.find((r) => r.topic === this.spec.changelogTopic)?.messages.length ?? 0;
+        const m = meta.find((x) => x.topicName === this.spec.changelogTopic && x.partition === this.partition);
+        if (logged > 0 && m?.baseOffset !== undefined) changelogEnd = Number(m.baseOffset) + logged;
+      }
       if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
       await txn.commit();
+      if (changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = changelogEnd;
     } catch (e) {
       this.processor.abort();
       try { await txn.abort(); } catch { /* fenced or already ended */ }
@@ -295,21 +310,18 @@ export class StreamTask {
   }
 
   /**
-   * Closes the task. Clean: after the queued events, checkpoint the store at the changelog's end.
-   * Unclean (fenced, failed): no checkpoint, so the next owner on this disk wipes and restores.
+   * Closes the task. Clean: after the queued events, checkpoint the store at the changelog offset
+   * it reflects. Unclean (the process is going down hard): no checkpoint, so the next owner on
+   * this disk wipes and restores. A failed or fenced transaction leaves the store clean, since
+   * the store is written only after a commit.
    */
   close(clean: boolean): Promise<void> {
     const run = async () => {
       if (this.closed) return;
       this.closed = true;
-      let checkpoint: number | null = null;
-      try {
-        if (clean && this.store) {
-          checkpoint = (await this.reader.endOffsets(this.spec.changelogTopic, [this.partition])).get(this.partition) ?? null;
-        }
-      } catch (e) {
-        this.log.warn({ err: e }, 'cannot read changelog end; closing without checkpoint');
-      }
+      // Not the changelog's end: by now a new owner may have written to it. What this store
+      // holds is exactly the changelog up to the restore target plus our own committed writes.
+      const checkpoint = clean && this.store && this.storeChangelogEnd >= 0 ? this.storeChangelogEnd : null;
       try { await this.processor.close(); } catch (e) { this.log.warn({ err: e }, 'processor close failed'); }
       if (this.store) await this.store.close(checkpoint);
       if (this.producer) await this.producer.disconnect().catch(() => undefined);

@@ -31,6 +31,9 @@ export class StreamThread {
   private admin: Admin | null = null;
   private readonly reader: PartitionReader;
   private readonly tasks = new Map<number, StreamTask>();
+  /** Tasks being closed, by partition: a new task of the partition opens its store after. */
+  private readonly closing = new Map<number, Promise<void>>();
+  private reconciling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
   private joined = false;
@@ -64,7 +67,8 @@ export class StreamThread {
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.joined = true;
       const assigned = e.payload.memberAssignment[topology.source] ?? [];
-      this.reconcile(assigned).catch((err) => this.log.error({ err }, 'reassignment failed'));
+      this.reconciling = this.reconciling.then(() => this.reconcile(assigned))
+        .catch((err) => this.log.error({ err }, 'reassignment failed'));
     });
     // Batches of only transaction markers or aborted records never reach eachBatch.
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
@@ -91,15 +95,21 @@ export class StreamThread {
     const keep = new Set(assigned);
     const closing: Promise<void>[] = [];
     for (const [p, task] of this.tasks) {
-      if (!keep.has(p)) {
-        this.tasks.delete(p);
-        closing.push(task.close(true));
-      }
+      if (!keep.has(p)) closing.push(this.retire(task, true));
     }
     await Promise.all(closing);
     for (const p of assigned) this.taskFor(p);
     this.log.info({ assigned }, 'partitions assigned');
     taskMetrics().tasks.set({ state: 'assigned' }, this.tasks.size);
+  }
+
+  /** Takes a task out of service and closes it; a later task of its partition waits for that. */
+  private retire(task: StreamTask, clean: boolean): Promise<void> {
+    if (this.tasks.get(task.partition) === task) this.tasks.delete(task.partition);
+    const done = task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'));
+    this.closing.set(task.partition, done);
+    void done.then(() => { if (this.closing.get(task.partition) === done) this.closing.delete(task.partition); });
+    return done;
   }
 
   private taskFor(partition: number): StreamTask {
@@ -114,12 +124,11 @@ export class StreamThread {
         stateDir: this.opts.stateDir,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
-      () => this.committedOffset(partition));
+      () => this.committedOffset(partition), this.closing.get(partition));
       this.tasks.set(partition, task);
       task.ready.catch((err) => {
         this.log.error({ err, partition }, 'task failed to start');
-        if (this.tasks.get(partition) === task) this.tasks.delete(partition);
-        void task!.close(false);
+        void this.retire(task!, false);
       });
     }
     return task;
@@ -150,11 +159,11 @@ export class StreamThread {
       const done = await whileHeartbeating(task.processBatch(records, Number(batch.lastOffset()) + 1, Number(batch.highWatermark)), heartbeat);
       if (done) resolveOffset(batch.lastOffset());
     } catch (e) {
-      if (e instanceof TaskFencedError) {
-        this.log.warn({ partition: batch.partition }, e.message);
-        if (this.tasks.get(batch.partition) === task) this.tasks.delete(batch.partition);
-        await task.close(false);
-      }
+      // Fenced: another instance owns the partition now. Any other failure: the producer may be
+      // in an unknown state. Either way the task goes (its store stays valid: it holds committed
+      // writes only) and kafkajs retries the batch; a retry here makes a fresh task.
+      this.log.warn({ partition: batch.partition, err: e }, e instanceof TaskFencedError ? e.message : 'batch failed; the task is recreated');
+      await this.retire(task, true);
       throw e;
     }
   }
@@ -185,7 +194,12 @@ export class StreamThread {
             m.caughtUp.set({ partition: String(t.partition) }, t.position >= end ? 1 : 0);
           }
         } catch (err) {
-          this.log.warn({ err, partition: t.partition }, 'punctuation failed');
+          // As for a failed batch: a fresh task (new producer) takes over the partition.
+          this.log.warn({ err, partition: t.partition }, 'punctuation failed; the task is recreated');
+          if (this.tasks.get(t.partition) === t) {
+            await this.retire(t, true);
+            if (!this.stopping) this.taskFor(t.partition);
+          }
         }
       }));
     } finally {
