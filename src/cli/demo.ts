@@ -120,6 +120,10 @@ async function summary(pool: ReturnType<typeof createPool>, sealed: Conversation
   const ids = sealed.map((c) => c.conversation_id);
   const { rows: coverage } = await pool.query<{ pass_name: string; status: string; n: string }>(
     `SELECT pass_name, status, count(*) AS n FROM analysis_runs WHERE conversation_id = ANY($1) GROUP BY 1, 2 ORDER BY 1, 2`, [ids]);
+  const { rows: skips } = await pool.query<{ pass_name: string; error: string }>(
+    `SELECT DISTINCT ON (pass_name) pass_name, error FROM analysis_runs
+     WHERE conversation_id = ANY($1) AND status = 'skipped' AND error IS NOT NULL
+     GROUP BY pass_name, error ORDER BY pass_name, count(*) DESC`, [ids]);
   const { rows: results } = await pool.query<{ conversation_id: string; pass_name: string; result: unknown }>(
     `SELECT conversation_id, pass_name, result FROM analysis_runs WHERE conversation_id = ANY($1) AND status = 'completed' ORDER BY conversation_id, pass_name`, [ids]);
   const byConversation = new Map<string, Record<string, unknown>>();
@@ -138,6 +142,7 @@ async function summary(pool: ReturnType<typeof createPool>, sealed: Conversation
       analysis: byConversation.get(c.conversation_id) ?? {},
     })),
     coverage: coverage.map((r) => ({ pass: r.pass_name, status: r.status, count: Number(r.n) })),
+    skipReasons: Object.fromEntries(skips.map((r) => [r.pass_name, r.error])),
     metricsUrl: `http://127.0.0.1:${port}/metrics`,
     topicPrefix: cfg.topicPrefix,
   };
