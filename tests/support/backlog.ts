@@ -17,62 +17,9 @@ const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
-// ---------------------------------------------------------------------------------------------
-// PRNG
-
-/** sfc32 seeded through splitmix32: fast, good enough statistically, fully deterministic. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(seed: number) {
-    let s = seed >>> 0;
-    const next = () => {
-      s = (s + 0x9e3779b9) >>> 0;
-      let z = s;
-      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-      return (z ^ (z >>> 16)) >>> 0;
-    };
-    this.a = next(); this.b = next(); this.c = next(); this.d = next();
-    for (let i = 0; i < 15; i++) this.u32();
-  }
-
-  u32(): number {
-    const t = (((this.a + this.b) >>> 0) + this.d) >>> 0;
-    this.d = (this.d + 1) >>> 0;
-    this.a = this.b ^ (this.b >>> 9);
-    this.b = (this.c + (this.c << 3)) >>> 0;
-    this.c = ((this.c << 21) | (this.c >>> 11)) >>> 0;
-    this.c = (this.c + t) >>> 0;
-    return t;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number { return this.u32() / 4294967296; }
-  /** Uniform integer in [lo, hi]. */
-  int(lo: number, hi: number): number { return lo + Math.floor(this.next() * (hi - lo + 1)); }
-  chance(p: number): boolean { return this.next() < p; }
-  pick<T>(xs: readonly T[]): T { return xs[Math.floor(this.next() * xs.length)]!; }
-  /** Exponential with the given mean. */
-  exp(mean: number): number { return -mean * Math.log(1 - this.next()); }
-  /** Pareto (type I): scale xm, shape alpha; heavy-tailed for small alpha. */
-  pareto(xm: number, alpha: number): number { return xm / Math.pow(1 - this.next(), 1 / alpha); }
-  normal(): number {
-    const u = 1 - this.next();
-    const v = this.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  }
-  /** Log-normal with the given median and log-space sigma. */
-  logNormal(median: number, sigma: number): number { return median * Math.exp(sigma * this.normal()); }
-  hex(n: number): string {
-    let s = '';
-    while (s.length < n) s += this.u32().toString(16).padStart(8, '0');
-    return s.slice(0, n);
-  }
-}
+// The benchmarks' seeded PRNG (sfc32): the same traffic for the same seed, in tests and benches.
+import { Rng } from '../../bench/generator';
+export { Rng };
 
 // ---------------------------------------------------------------------------------------------
 // Generator
