@@ -7,7 +7,7 @@
 //   CHATS=100000 node dist/bench/punctuation.js   -> one JSON line {"event":"punctuation", ...}
 // Each chat gets one open conversation of one message; deadlines are spread evenly over a span, so
 // a tick at a chosen wall-clock time finds exactly the share of chats it should due.
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
@@ -84,10 +84,25 @@ async function main(): Promise<void> {
   const memory = () => {
     (globalThis as { gc?: () => void }).gc?.();
     const m = process.memoryUsage();
-    return { rssMb: m.rss / 1_048_576, heapUsedMb: m.heapUsed / 1_048_576, externalMb: m.external / 1_048_576 };
+    // RssAnon is process memory; RssFile counts mapped files (RocksDB's SST files, node itself).
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
+    return {
+      rssMb: m.rss / 1_048_576, rssAnonMb: kb('RssAnon'), rssFileMb: kb('RssFile'),
+      heapUsedMb: m.heapUsed / 1_048_576, heapTotalMb: m.heapTotal / 1_048_576, externalMb: m.external / 1_048_576,
+    };
   };
   await new Promise((r) => setTimeout(r, 200));
   const mem = memory();
+  // Where native memory goes: RocksDB's own accounting.
+  const db = (store as unknown as { db: { getProperty(n: string): string } }).db;
+  const prop = (n: string) => { try { return Number(db.getProperty(n)) / 1_048_576; } catch { return NaN; } };
+  const rocksdb = {
+    memtablesMb: prop('rocksdb.cur-size-all-mem-tables'),
+    tableReadersMb: prop('rocksdb.estimate-table-readers-mem'),
+    blockCacheMb: prop('rocksdb.block-cache-usage'),
+    liveDataMb: prop('rocksdb.estimate-live-data-size'),
+  };
 
   // Nothing due: a tick before the first deadline. What a task does per tick: punctuate, then
   // (nothing to commit) write the local ops.
@@ -118,7 +133,7 @@ async function main(): Promise<void> {
     idleTickMs: { p50: quantile(idle, 0.5), p99: quantile(idle, 0.99) },
     dueTickMs: { mean: due.reduce((s, x) => s + x, 0) / due.length, p50: quantile(due, 0.5), max: Math.max(...due) },
     sealedPerDueTick: sealed / DUE_TICKS, dueTicksMs: due,
-    memory: mem, memoryAfterTicks: after,
+    memory: mem, memoryAfterTicks: after, rocksdb,
   }));
 }
 
