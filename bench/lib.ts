@@ -72,10 +72,17 @@ export async function cleanup(admin: Admin, prefixes: string[]): Promise<number>
   const match = (n: string) => prefixes.some((p) => n.startsWith(p));
   const topics = (await admin.listTopics()).filter(match);
   if (topics.length > 0) await admin.deleteTopics({ topics, timeout: 30_000 }).catch(() => undefined);
-  try {
-    const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(match);
-    if (groups.length > 0) await admin.deleteGroups(groups).catch(() => undefined);
-  } catch { /* best effort */ }
+  // A group whose member has just left may still refuse deletion for a moment: retry.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    try {
+      const groups = (await admin.listGroups()).groups.map((g) => g.groupId).filter(match);
+      if (groups.length === 0) break;
+      await admin.deleteGroups(groups);
+      break;
+    } catch {
+      await sleep(1000);
+    }
+  }
   return topics.length;
 }
 
