@@ -25,7 +25,8 @@ export interface Config {
   maxBytes: number;
   maxFutureSkewMs: number;
   punctuateIntervalMs: number;
-  commitIntervalMs: number;
+  /** Bytes fetched per partition per request: one fetch is one transaction of the tracker. */
+  fetchMaxBytesPerPartition: number;
   metricsPort: number;
   kafkaSsl: boolean;
   kafkaSslCaFile: string | null;
@@ -180,7 +181,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
-    commitIntervalMs: r.duration('COMMIT_INTERVAL', '100ms', 1),
+    fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     kafkaSsl: r.bool('KAFKA_SSL', false),
     kafkaSslCaFile: r.optional('KAFKA_SSL_CA_FILE'),

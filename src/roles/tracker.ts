@@ -35,6 +35,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log), {
     appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs,
+    fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition,
   }, log);
   await thread.start();
   log.info({ source: topics.messages, endpoint }, 'tracker started');

@@ -204,7 +204,11 @@ export class StreamTask {
       await this.commit(next);
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
-      this.trackCaughtUp(Date.now());
+      const now = Date.now();
+      this.trackCaughtUp(now);
+      // This batch read the partition to the end it had when fetched: punctuate now rather than
+      // at the next tick, which under steady traffic may find a batch in flight and skip.
+      if (this.isCaughtUp()) await this.punctuateNow(now);
       return true;
     });
   }
@@ -226,17 +230,21 @@ export class StreamTask {
       if (this.closed) return;
       if (end !== undefined) this.end = end;
       this.trackCaughtUp(now);
-      const t0 = process.hrtime.bigint();
-      try {
-        await this.processor.punctuate(now);
-      } catch (e) {
-        this.discardPending();
-        throw e;
-      }
-      await this.commit(null);
-      taskMetrics().punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+      await this.punctuateNow(now);
       taskMetrics().storeBytes.set({ store: this.spec.storeName, partition: String(this.partition) }, this.store?.approximateSizeBytes() ?? 0);
     });
+  }
+
+  private async punctuateNow(now: number): Promise<void> {
+    const t0 = process.hrtime.bigint();
+    try {
+      await this.processor.punctuate(now);
+    } catch (e) {
+      this.discardPending();
+      throw e;
+    }
+    await this.commit(null);
+    taskMetrics().punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
   }
 
   private discardPending(): void {

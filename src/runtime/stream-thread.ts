@@ -12,6 +12,7 @@ import { taskMetrics } from './runtime-metrics';
 export interface StreamThreadOptions {
   punctuateIntervalMs: number;
   stateDir: string;
+  fetchMaxBytesPerPartition?: number;
   appId: string;
 }
 
@@ -61,7 +62,8 @@ export class StreamThread {
       sessionTimeout: 30_000,
       rebalanceTimeout: 60_000,
       heartbeatInterval: 3_000,
-      maxBytesPerPartition: 1_048_576,
+      maxBytesPerPartition: this.opts.fetchMaxBytesPerPartition ?? 1_048_576,
+      maxBytes: Math.max(10_485_760, 2 * (this.opts.fetchMaxBytesPerPartition ?? 0)),
       maxWaitTimeInMs: 100,
     }));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {

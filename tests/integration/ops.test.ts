@@ -352,7 +352,8 @@ test('/metrics after the IRC replay: 89 conversations, 949 late, caught up; JSON
 const BACKLOG = Number(process.env.OPS_SIGTERM_MESSAGES ?? 60_000);
 
 test('SIGTERM in the middle of a backlog: exit 0 within seconds; after a restart every conversation exactly once', { timeout: 300_000 }, async () => {
-  const env = await opsEnv('ops-sigterm');
+  // Small fetches, so the signal lands while transactions are still being committed.
+  const env = await opsEnv('ops-sigterm', { FETCH_MAX_BYTES_PER_PARTITION: '256KiB' });
   const cfg = configOf(env);
   const topics = topicNames(cfg);
   const groupId = `${cfg.appId}-tracker`;

@@ -67,8 +67,10 @@ interface Run {
 
 /** An isolated environment with its topics, a generated backlog and what the rules make of it. */
 async function prepare(name: string, seed: number, messages: number): Promise<Run> {
+  // 512 KiB fetches: many transactions per partition, so the kills land between commits.
   const env = isolatedEnv(name, {
     SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', CONVERSATION_GAP: '90m', LOG_LEVEL: 'info',
+    FETCH_MAX_BYTES_PER_PARTITION: '512KiB',
   });
   cleanups.push(async () => {
     for (const dir of [env.STATE_DIR!, `${env.STATE_DIR}-b`]) await rm(dir, { recursive: true, force: true });

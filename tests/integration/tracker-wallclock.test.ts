@@ -80,7 +80,8 @@ test('backlog: a partition that is behind is sessionized by event time only, nev
   // One partition, 40 chats x 500 messages one second apart (gap 2 s), all in the past: every
   // deadline is long gone by wall clock, so any wall-clock seal before the backlog is read would
   // split a chat. Several fetches and many ticks happen while the tracker works through it.
-  const cfg = configOf(isolatedEnv('backlog', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '50ms', TOPIC_PARTITIONS: '1' }));
+  // 1 MiB fetches: the 3.4 MB backlog takes several fetches, with ticks between them.
+  const cfg = configOf(isolatedEnv('backlog', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '50ms', TOPIC_PARTITIONS: '1', FETCH_MAX_BYTES_PER_PARTITION: '1MiB' }));
   const { producer, codec } = await setup(cfg);
   const chats = 40;
   const perChat = 500;
