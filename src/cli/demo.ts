@@ -37,6 +37,8 @@ export function demoCommand(): Command {
     .option('--report <html>', 'where to write the HTML report', 'reports/demo.html')
     .option('--timeout <seconds>', 'give up after this long', '300')
     .action(async (opts: { file: string; report: string; timeout: string }) => {
+      // The demo prints its own story; the roles' info logs would bury it (LOG_LEVEL overrides).
+      process.env.LOG_LEVEL ??= 'warn';
       const base = loadConfig();
       const run = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
       const cfg: Config = {
