@@ -13,7 +13,14 @@ function pinoLogCreator(clientId: string) {
     // kafkajs logs every error response at ERROR, also the retriable ones it retries by itself
     // (coordinator loading, leader election, ...): those are warnings until kafkajs gives up.
     const retried = level === logLevel.ERROR && namespace === 'Connection' && typeof message === 'string' && message.startsWith('Response ');
-    switch (retried ? logLevel.WARN : level) {
+    // Expected, and handled, in the tracker's transactional producers: the broker answers
+    // CONCURRENT_TRANSACTIONS for a few ms after each commit (kafkajs retries it), and a producer
+    // whose retries run out aborts its transaction and is replaced, so kafkajs' warning about
+    // limited retries breaking idempotence does not apply.
+    const text = `${message} ${typeof (extra as { error?: unknown }).error === 'string' ? (extra as { error: string }).error : ''}`;
+    const expected = text.includes('another concurrent operation on the same transaction')
+      || text.startsWith('Limiting retries for the idempotent producer');
+    switch (expected ? logLevel.DEBUG : retried ? logLevel.WARN : level) {
       case logLevel.ERROR: log.error(fields, message); break;
       case logLevel.WARN: log.warn(fields, message); break;
       case logLevel.INFO: log.info(fields, message); break;
