@@ -72,7 +72,22 @@ export async function ensureTopics(admin: Admin, cfg: Pick<Config, 'topicPrefix'
   const specs = topicSpecs(cfg);
   const existing = new Set(await admin.listTopics());
   const missing = specs.filter((s) => !existing.has(s.topic));
-  if (missing.length > 0) await admin.createTopics({ topics: missing, waitForLeaders: true });
+  if (missing.length > 0) {
+    await admin.createTopics({ topics: missing, waitForLeaders: true });
+    // A KRaft broker publishes a new topic's metadata before it hosts the partitions: wait until
+    // each answers ListOffsets, so the first produce (or transaction) does not fail.
+    for (const { topic } of missing) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await admin.fetchTopicOffsets(topic);
+          break;
+        } catch (e) {
+          if (attempt >= 100) throw e;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
+  }
   const names = topicNames(cfg);
   // A KRaft broker may briefly answer UNKNOWN_TOPIC_OR_PARTITION right after creation.
   let md: Awaited<ReturnType<Admin['fetchTopicMetadata']>> | null = null;

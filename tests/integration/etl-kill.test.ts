@@ -2,9 +2,7 @@
 // with exactly the sealed conversations and their messages, none twice, none missing.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { isolatedEnv, configOf, testKafka, spawnRole, waitFor, ROOT, type ChildRole } from '../support/harness';
+import { isolatedEnv, configOf, testKafka, spawnRole, waitFor, createTestDatabase, type ChildRole } from '../support/harness';
 import { ensureTopics, topicNames } from '../../src/topics';
 import { RecordCodec } from '../../src/records/codec';
 import { createPool } from '../../src/db/pool';
@@ -34,19 +32,12 @@ function conversation(i: number): ConversationSealed {
 }
 
 test('ETL SIGKILLed mid-run and restarted: rows equal the sealed events, none twice', { timeout: 240_000 }, async () => {
-  const db = `chatstats_test_etlkill_${Date.now().toString(36)}`;
-  const databaseUrl = `postgres://postgres@127.0.0.1:5432/${db}`;
-  execFileSync(process.execPath, [path.join(ROOT, 'infra/ensure-db.js'), databaseUrl]);
-  const env = isolatedEnv('etl-kill', { DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' });
+  const db = createTestDatabase('etlkill');
+  const env = isolatedEnv('etl-kill', { DATABASE_URL: db.url, LOG_LEVEL: 'warn' });
   const cfg = configOf(env);
   const t = topicNames(cfg);
-  const pool = createPool(databaseUrl);
-  cleanups.push(async () => {
-    await pool.end();
-    const admin = createPool('postgres://postgres@127.0.0.1:5432/postgres');
-    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await admin.end();
-  });
+  const pool = createPool(db.url);
+  cleanups.push(async () => { await pool.end(); await db.drop(); });
   const admin = kafka.admin();
   await admin.connect();
   await ensureTopics(admin, cfg);

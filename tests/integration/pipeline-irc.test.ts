@@ -5,9 +5,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
-import path from 'node:path';
-import { isolatedEnv, configOf, testKafka, waitFor, IRC_SAMPLE, REGISTRY_URL, ROOT } from '../support/harness';
+import { isolatedEnv, configOf, testKafka, waitFor, createTestDatabase, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
 import { readTopic } from '../support/topic-reader';
 import { startLlmServer } from '../support/llm-server';
 import { startApp, type App } from '../../src/app';
@@ -34,9 +32,8 @@ test('IRC sample through tracker, ETL and analysis: PostgreSQL holds exactly wha
   cleanups.push(() => llm.close());
   llm.fallback = () => ({ kind: 'answer', content: { overall: 'neutral', score: 0, emotions: {}, summary: 'A technical chat.', topics: ['software'] } });
 
-  const db = `chatstats_test_pipeline_${Date.now().toString(36)}`;
-  const databaseUrl = `postgres://postgres@127.0.0.1:5432/${db}`;
-  execFileSync(process.execPath, [path.join(ROOT, 'infra/ensure-db.js'), databaseUrl]);
+  const db = createTestDatabase('pipeline');
+  const databaseUrl = db.url;
   const env = isolatedEnv('pipeline', {
     SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', DATABASE_URL: databaseUrl,
     LLM_BASE_URL: llm.baseUrl, LLM_API_KEY: 'test-key', LLM_MODEL: 'test-model',
@@ -44,12 +41,7 @@ test('IRC sample through tracker, ETL and analysis: PostgreSQL holds exactly wha
   const cfg = configOf(env);
   const t = topicNames(cfg);
   const pool = createPool(databaseUrl);
-  cleanups.push(async () => {
-    await pool.end();
-    const admin = createPool('postgres://postgres@127.0.0.1:5432/postgres');
-    await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await admin.end();
-  });
+  cleanups.push(async () => { await pool.end(); await db.drop(); });
   await migrate(pool);
   await addSubscription(pool, { account_id: 'acct-mediawiki', plan: 'pro', status: 'active' });
   await addSubscription(pool, { account_id: 'acct-rust', plan: 'pro', status: 'canceled' });

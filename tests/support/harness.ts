@@ -1,6 +1,6 @@
 // Shared by the integration tests: an isolated environment per test (topic prefix, app id, state
 // directory), tracker processes to start and kill, and polling helpers.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -71,4 +71,20 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
     await sleep(everyMs);
   }
+}
+
+/** A PostgreSQL database of its own for one test file, created now and dropped by `drop()`. */
+export function createTestDatabase(name: string): { url: string; drop(): Promise<void> } {
+  const db = `chatstats_test_${name}_${Date.now().toString(36)}`;
+  const url = `postgres://postgres@127.0.0.1:5432/${db}`;
+  execFileSync(process.execPath, [path.join(ROOT, 'infra/ensure-db.js'), url]);
+  return {
+    url,
+    drop: async () => {
+      const { Client } = await import('pg');
+      const c = new Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+      await c.connect();
+      try { await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`); } finally { await c.end(); }
+    },
+  };
 }
