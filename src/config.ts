@@ -208,8 +208,3 @@ export function loadConfig(env: Env = process.env): Config {
 export function safeConfig(env: Env = process.env): Config | undefined {
   try { return loadConfig(env); } catch { return undefined; }
 }
-
-/** The gap that applies to a chat of this type. */
-export function gapFor(cfg: Pick<Config, 'gapMs' | 'gapByTypeMs'>, chatType: string | null): number {
-  return chatType !== null && Object.hasOwn(cfg.gapByTypeMs, chatType) ? cfg.gapByTypeMs[chatType]! : cfg.gapMs;
-}

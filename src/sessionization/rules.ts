@@ -37,16 +37,10 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config';
 import type { ChatMessage, ConversationSealed, LateMessage, SealReason } from '../records/types';
 
-export interface RulesConfig {
-  gapMs: number;
-  gapByTypeMs: Record<string, number>;
-  graceMs: number;
-  maxMessages: number;
-  maxBytes: number;
-  maxFutureSkewMs: number;
-}
+/** The rules' part of the process configuration (SPEC section 5). */
+export type RulesConfig = Pick<Config, 'gapMs' | 'gapByTypeMs' | 'graceMs' | 'maxMessages' | 'maxBytes' | 'maxFutureSkewMs'>;
 
-/** The rules' part of the process configuration. */
+/** A copy of the rules' settings from the process configuration. */
 export function rulesConfigFrom(cfg: Pick<Config, keyof RulesConfig>): RulesConfig {
   return {
     gapMs: cfg.gapMs,
