@@ -49,6 +49,7 @@ const config: fc.Arbitrary<RulesConfig> = fc.record({
   gapMs: fc.constant(100),
   gapByTypeMs: fc.constant({ group: 60, direct: 130 }),
   graceMs: fc.constantFrom(0, 0, 30, 200),
+  settleMs: fc.constant(0),
   maxMessages: fc.constantFrom(2, 4, 7, 1_000_000),
   maxBytes: fc.constantFrom(500, 900, 1_000_000_000),
   maxFutureSkewMs: fc.constant(200),

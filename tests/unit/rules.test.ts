@@ -10,7 +10,7 @@ const GAP = 100;
 const BIG = 1_000_000_000;
 
 function cfgWith(over: Partial<RulesConfig> = {}): RulesConfig {
-  return { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, maxMessages: BIG, maxBytes: BIG, maxFutureSkewMs: BIG, ...over };
+  return { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 0, maxMessages: BIG, maxBytes: BIG, maxFutureSkewMs: BIG, ...over };
 }
 
 let counter = 0;
