@@ -20,6 +20,8 @@ export interface Config {
   stateDir: string;
   gapMs: number;
   gapByTypeMs: Record<string, number>;
+  /** How chats of a type are split: by time gaps (default) or into threads (SPEC section 2a). */
+  modeByType: Record<string, ConversationMode>;
   graceMs: number;
   /** Rule 2 waits until no message joined a conversation for min(settle, gap + grace) of processing time. */
   settleMs: number;
@@ -142,6 +144,22 @@ function parseBrokers(name: string, v: string): string[] {
   return list;
 }
 
+export type ConversationMode = 'gap' | 'threads';
+
+function parseModeByType(name: string, v: string | undefined): Record<string, ConversationMode> {
+  const out: Record<string, ConversationMode> = {};
+  if (!v) return out;
+  for (const part of v.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(name, `expected type=gap or type=threads, got "${part}"`);
+    const type = part.slice(0, eq).trim();
+    const mode = part.slice(eq + 1).trim();
+    if (mode !== 'gap' && mode !== 'threads') throw new ConfigError(name, `${type}: mode must be "gap" or "threads", got "${mode}"`);
+    out[type] = mode;
+  }
+  return out;
+}
+
 function parseGapByType(name: string, v: string | undefined): Record<string, number> {
   const out: Record<string, number> = {};
   if (!v) return out;
@@ -178,6 +196,7 @@ export function loadConfig(env: Env = process.env): Config {
     stateDir: r.string('STATE_DIR', '.state'),
     gapMs: r.duration('CONVERSATION_GAP', '90m', 1),
     gapByTypeMs: parseGapByType('CONVERSATION_GAP_BY_TYPE', r.raw('CONVERSATION_GAP_BY_TYPE')),
+    modeByType: parseModeByType('CONVERSATION_MODE_BY_TYPE', r.raw('CONVERSATION_MODE_BY_TYPE')),
     graceMs: r.duration('CONVERSATION_GRACE', '0s'),
     settleMs: r.duration('CONVERSATION_SETTLE', '1m'),
     maxMessages: r.int('CONVERSATION_MAX_MESSAGES', 10_000, 1),

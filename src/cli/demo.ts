@@ -47,6 +47,10 @@ export function demoCommand(): Command {
         appId: `${base.appId}-${run}`,
         stateDir: path.join(base.stateDir, run),
         punctuateIntervalMs: Math.min(base.punctuateIntervalMs, 250),
+        // Everything is published before the tracker starts, so no import batch can be split:
+        // the last conversations need not wait the default settle minute (CONVERSATION_SETTLE
+        // set explicitly still applies).
+        settleMs: process.env.CONVERSATION_SETTLE ? base.settleMs : Math.min(base.settleMs, 2000),
         // An ephemeral port, so the demo runs beside a `chatstats run` that holds METRICS_PORT.
         metricsPort: 0,
       };

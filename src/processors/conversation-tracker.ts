@@ -20,7 +20,7 @@ import type { StoreOp } from '../runtime/state-store';
 import { type ChatState, type Output, type RulesConfig, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, assembleChat, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
-  prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1,
+  prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
@@ -227,7 +227,7 @@ export class ConversationTracker implements Processor {
         const res = step(entry.state, { type: 'message', message: d, now }, this.deps.rules);
         entry.state = res.state;
         this.dirty.add(d.chat_id);
-        if (res.outputs.every((o) => o.kind === 'sealed')) placed(entry, d, now, this.writes, this.fresh);
+        if (res.placedIn !== undefined) placed(entry, d, now, res.placedIn, this.writes, this.fresh);
         await this.emit(entry, res.outputs, r);
       }
     }
@@ -357,7 +357,9 @@ export class ConversationTracker implements Processor {
     const messages: [string, Buffer][] = [];
     await store.scan(mp, prefixEnd(mp), (k, v) => { messages.push([k, v]); });
     const sealed = await store.range(sp, prefixEnd(sp), 1000);
-    return assembleChat(chat, meta, messages, sealed);
+    const wp = windowPrefix(chat);
+    const window = await store.range(wp, prefixEnd(wp), 100_000);
+    return assembleChat(chat, meta, messages, sealed, window);
   }
 
   private async load(chats: string[]): Promise<void> {

@@ -11,6 +11,12 @@ export interface ChatMessage {
   is_from_me: boolean;
   reply_to_message_id: string | null;
   account_id: string | null;
+  /**
+   * In a sealed conversation of a chat in thread mode (SPEC section 2a): the message this one was
+   * linked to (explicitly or by the thread model), or null when it started its thread. Absent on
+   * input and in gap mode.
+   */
+  linked_message_id?: string | null;
 }
 
 export type SealReason = 'NEXT_MESSAGE' | 'GAP_TIMEOUT' | 'FORCED' | 'MAX_SIZE';

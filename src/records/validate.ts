@@ -126,7 +126,10 @@ export function validateChatMessage(value: unknown, path = ''): ChatMessage {
   }
   const reply_to_message_id = nullableString(o, 'reply_to_message_id', path);
   const account_id = nullableString(o, 'account_id', path);
-  return { message_id, chat_id, sender_id, sent_at, text, chat_type, is_from_me, reply_to_message_id, account_id };
+  const m: ChatMessage = { message_id, chat_id, sender_id, sent_at, text, chat_type, is_from_me, reply_to_message_id, account_id };
+  // Only in a sealed conversation's messages (thread mode); an input message's is ignored.
+  if (path !== '' && o.linked_message_id !== undefined) m.linked_message_id = nullableString(o, 'linked_message_id', path);
+  return m;
 }
 
 /** Parses one JSON text (a record value, a line of a JSON Lines file) into a ChatMessage. */

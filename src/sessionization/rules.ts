@@ -50,12 +50,30 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config';
 import type { ChatMessage, ConversationSealed, LateMessage, SealReason } from '../records/types';
 
-/** The rules' part of the process configuration (SPEC section 5). */
-export type RulesConfig = Pick<Config, 'gapMs' | 'gapByTypeMs' | 'graceMs' | 'settleMs' | 'maxMessages' | 'maxBytes' | 'maxFutureSkewMs'>;
+/**
+ * What thread mode (SPEC section 2a) needs of a thread model: a per-chat window of recent messages
+ * (plain JSON data, kept in the chat's state), a link for a message (the earlier message it
+ * replies to, or null), and remembering the message once placed. Deterministic; `link` only reads
+ * the window.
+ */
+export interface ThreadLinker {
+  createWindow(): ThreadWindowState;
+  link(window: ThreadWindowState, message: ChatMessage): { parentMessageId: string | null; entry: unknown };
+  remember(window: ThreadWindowState, message: ChatMessage, parentMessageId: string | null, entry: unknown): void;
+}
+
+/** A thread model's window: entries oldest first, plain JSON objects. */
+export interface ThreadWindowState { entries: object[]; [k: string]: unknown }
+
+/** The rules' part of the process configuration (SPEC section 5), and the thread model if any type uses thread mode. */
+export type RulesConfig = Pick<Config, 'gapMs' | 'gapByTypeMs' | 'graceMs' | 'settleMs' | 'maxMessages' | 'maxBytes' | 'maxFutureSkewMs'>
+  & { modeByType?: Config['modeByType']; threadLinker?: ThreadLinker | null };
 
 /** A copy of the rules' settings from the process configuration. */
-export function rulesConfigFrom(cfg: Pick<Config, keyof RulesConfig>): RulesConfig {
+export function rulesConfigFrom(cfg: Pick<Config, Exclude<keyof RulesConfig, 'threadLinker' | 'modeByType'>> & Partial<Pick<Config, 'modeByType'>>, threadLinker: ThreadLinker | null = null): RulesConfig {
   return {
+    modeByType: { ...(cfg.modeByType ?? {}) },
+    threadLinker,
     gapMs: cfg.gapMs,
     gapByTypeMs: { ...cfg.gapByTypeMs },
     graceMs: cfg.graceMs,
@@ -77,7 +95,7 @@ export interface OpenConversation {
   endedAt: number;
   bytes: number;
   continuesConversationId: string | null;
-  /** Processing time (the event's `now`) at which a message last joined, for the settle rule. */
+  /** The latest processing time (an event's `now`) at which a message joined, for the settle rule; a merge keeps the latest of both. */
   arrivedAt: number;
   messages: ChatMessage[];
 }
@@ -114,6 +132,8 @@ export interface ChatState {
   open: OpenConversation[];
   /** The last SEALED_HISTORY sealed conversations, in seal order. */
   sealed: SealedSummary[];
+  /** Thread mode only: the thread model's window of recent messages (absent or null otherwise). */
+  window?: ThreadWindowState | null;
 }
 
 export function emptyChatState(chatId: string): ChatState {
@@ -134,6 +154,8 @@ export type Output =
 export interface StepResult {
   state: ChatState;
   outputs: Output[];
+  /** For a message event: the open conversation the message was placed in, if it is still open. */
+  placedIn?: OpenConversation;
 }
 
 export interface OpenConversationView {
@@ -419,7 +441,8 @@ function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, now: 
   }
   if (s > c.endedAt) c.endedAt = s;
   c.bytes += messageBytes(m);
-  c.arrivedAt = now;
+  // The latest join: "no message joined for the settle time" holds when every join is that old.
+  if (now > c.arrivedAt) c.arrivedAt = now;
   ids.add(m.message_id);
 }
 
@@ -460,6 +483,7 @@ function place(state: ChatState, m: ChatMessage, gap: number, now: number, ids: 
       const om = other.messages;
       for (let i = 0; i < om.length; i++) into.messages.push(om[i]!);
       into.bytes += other.bytes;
+      if (other.arrivedAt > into.arrivedAt) into.arrivedAt = other.arrivedAt;
       if (into.continuesConversationId === null) into.continuesConversationId = other.continuesConversationId;
     }
     into.endedAt = open[hi]!.endedAt;
@@ -473,15 +497,22 @@ function place(state: ChatState, m: ChatMessage, gap: number, now: number, ids: 
 // ---------------------------------------------------------------------------------------------
 // The state machine
 
-function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, out: Output[]): void {
+/** Whether a chat of this type is split into threads (SPEC section 2a). */
+export function isThreadMode(cfg: RulesConfig, chatType: string | null): boolean {
+  return chatType !== null && cfg.modeByType !== undefined && hasOwn.call(cfg.modeByType, chatType)
+    && cfg.modeByType[chatType] === 'threads' && !!cfg.threadLinker;
+}
+
+/** The checks before placement (invalid, duplicate, late); false when the message is not to be placed. */
+function admit(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, ids: Set<string>, out: Output[]): boolean {
   const s = m.sent_at;
   if (typeof s !== 'number' || !Number.isFinite(s)) {
     out.push({ kind: 'invalid', message: m, reason: `sent_at is not a finite timestamp: ${String(s)}` });
-    return;
+    return false;
   }
   if (m.chat_id !== state.chatId) {
     out.push({ kind: 'invalid', message: m, reason: `chat_id "${m.chat_id}" does not belong to the state of chat "${state.chatId}"` });
-    return;
+    return false;
   }
   if (s > now + cfg.maxFutureSkewMs) {
     out.push({
@@ -489,21 +520,28 @@ function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConf
       message: m,
       reason: `sent_at ${isoOf(s)} is ${s - now}ms ahead of the processor clock ${isoOf(now)}, more than MAX_FUTURE_SKEW (${cfg.maxFutureSkewMs}ms)`,
     });
-    return;
+    return false;
   }
-  const ids = idIndex(state);
   if (ids.has(m.message_id)) {
     out.push({ kind: 'duplicate', message: m });
-    return;
+    return false;
   }
   if (state.sealedReach !== null) {
     const wouldBe = lateFor(state, s);
     if (wouldBe !== undefined) {
       out.push({ kind: 'late', late: { message: m, would_be_conversation_id: wouldBe, chat_sealed_reach: state.sealedReach, detected_at: now } });
-      return;
+      return false;
     }
   }
   if (state.chatType === null && typeof m.chat_type === 'string') state.chatType = m.chat_type;
+  return true;
+}
+
+function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, out: Output[]): OpenConversation | undefined {
+  const ids = idIndex(state);
+  if (!admit(state, m, now, cfg, ids, out)) return undefined;
+  if (isThreadMode(cfg, state.chatType)) return onThreadMessage(state, m, now, cfg, ids, out);
+  const s = m.sent_at;
   const gap = gapForType(cfg, state.chatType);
   const c = place(state, m, gap, now, ids);
   if (state.clock === null || s > state.clock) state.clock = s;
@@ -511,7 +549,101 @@ function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConf
   if (c.messages.length >= cfg.maxMessages || c.bytes >= cfg.maxBytes) {
     seal(state, c, 'MAX_SIZE', now, gap, out);
     state.open.splice(state.open.indexOf(c), 1);
+    return undefined;
   }
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Thread mode (SPEC section 2a)
+//
+// Choices:
+// - A message's link: its reply_to_message_id when that names a message the chat knows (open, or in
+//   a remembered sealed conversation); otherwise what the thread model chooses among its window
+//   (the last messages placed; the model's bound), or none.
+// - Linked to a message of an open thread T: the message joins T if it lies within T's gap
+//   (T.started_at - gap <= sent_at <= T.ended_at + gap + grace). Beyond T's end by more than that,
+//   T is proven closed (rule 1, by this message) and the message opens a new thread that continues
+//   T; before T's start by more than the gap, it opens a new thread.
+// - Linked to a message of a remembered sealed conversation S: a new thread continuing S.
+// - Not linked (or linked to a message the chat no longer knows): a new thread.
+// - Threads are never merged. `open` is kept in started_at order (ties in creation order), so that
+//   seals come out in started_at order as in gap mode.
+// - Every placed message carries `linked_message_id` (null when it started its thread).
+
+function openThreadOf(state: ChatState, id: string): OpenConversation | undefined {
+  for (const c of state.open) for (let i = c.messages.length - 1; i >= 0; i--) if (c.messages[i]!.message_id === id) return c;
+  return undefined;
+}
+
+function sealedConversationOf(state: ChatState, id: string): SealedSummary | undefined {
+  for (let i = state.sealed.length - 1; i >= 0; i--) if (state.sealed[i]!.messageIds.includes(id)) return state.sealed[i];
+  return undefined;
+}
+
+function insertByStart(open: OpenConversation[], c: OpenConversation): void {
+  let i = open.length;
+  while (i > 0 && open[i - 1]!.startedAt > c.startedAt) i--;
+  open.splice(i, 0, c);
+}
+
+function onThreadMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, ids: Set<string>, out: Output[]): OpenConversation | undefined {
+  const linker = cfg.threadLinker!;
+  const s = m.sent_at;
+  const gap = gapForType(cfg, state.chatType);
+  const window = (state.window ??= linker.createWindow());
+  const link = linker.link(window, m);
+  const explicit = m.reply_to_message_id;
+  const parent = explicit !== null && explicit !== undefined && ids.has(explicit) ? explicit : link.parentMessageId;
+
+  let into: OpenConversation | undefined;
+  let continues: string | null = null;
+  let linked: string | null = null;
+  if (parent !== null && ids.has(parent)) {
+    linked = parent;
+    const t = openThreadOf(state, parent);
+    if (t !== undefined) {
+      if (s > t.endedAt + gap + cfg.graceMs) {
+        // Proven closed by this very message: sealed now (rule 1), continued by the new thread.
+        const first = t.messages[0]!;
+        continues = conversationId(state.chatId, t.startedAt, first.message_id);
+        seal(state, t, 'NEXT_MESSAGE', now, gap, out);
+        state.open.splice(state.open.indexOf(t), 1);
+      } else if (s >= t.startedAt - gap) {
+        into = t;
+      }
+    } else {
+      continues = sealedConversationOf(state, parent)?.conversationId ?? null;
+    }
+  }
+  m.linked_message_id = linked;
+  if (into !== undefined) {
+    const movesStart = s < into.startedAt;
+    addMessage(state, into, m, now, ids);
+    if (movesStart) { state.open.splice(state.open.indexOf(into), 1); insertByStart(state.open, into); }
+  } else {
+    into = { startedAt: s, endedAt: s, bytes: messageBytes(m), continuesConversationId: continues, arrivedAt: now, messages: [m] };
+    insertByStart(state.open, into);
+    ids.add(m.message_id);
+  }
+  linker.remember(window, m, linked, link.entry);
+  if (state.clock === null || s > state.clock) state.clock = s;
+
+  // Rule 1 for every other thread this message proves closed, in started_at order.
+  const open = state.open;
+  let w = 0;
+  for (let i = 0; i < open.length; i++) {
+    const c = open[i]!;
+    if (c !== into && s > c.endedAt + gap + cfg.graceMs) seal(state, c, 'NEXT_MESSAGE', now, gap, out);
+    else open[w++] = c;
+  }
+  open.length = w;
+  if (into.messages.length >= cfg.maxMessages || into.bytes >= cfg.maxBytes) {
+    seal(state, into, 'MAX_SIZE', now, gap, out);
+    open.splice(open.indexOf(into), 1);
+    return undefined;
+  }
+  return into;
 }
 
 /**
@@ -521,9 +653,10 @@ function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConf
 export function step(state: ChatState, event: ChatEvent, cfg: RulesConfig): StepResult {
   const outputs: Output[] = [];
   switch (event.type) {
-    case 'message':
-      onMessage(state, event.message, event.now, cfg, outputs);
-      break;
+    case 'message': {
+      const placedIn = onMessage(state, event.message, event.now, cfg, outputs);
+      return placedIn === undefined ? { state, outputs } : { state, outputs, placedIn };
+    }
     case 'tick':
       if (event.caughtUp && state.open.length > 0) sealTimedOut(state, event.now, cfg, outputs);
       break;

@@ -21,6 +21,9 @@ export function isolatedEnv(name: string, extra: Record<string, string> = {}): R
     APP_ID: `cs-${id}`,
     STATE_DIR: mkdtempSync(path.join(os.tmpdir(), `chatstats-${name}-`)),
     METRICS_PORT: '0',
+    // Tests that replay a backlog would otherwise wait the default settle minute after catching
+    // up before the last conversations seal; the settle rule's own tests set it explicitly.
+    CONVERSATION_SETTLE: '1s',
     LOG_LEVEL: 'warn',
     LOG_FORMAT: 'json',
     ...extra,
