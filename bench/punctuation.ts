@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     caughtUpSince: () => 0,
     position: () => ({ position: 0, end: 0 }),
   };
-  const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 3_600_000 };
+  const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 60_000, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 3_600_000 };
   let clock = 0;
   const tracker = new ConversationTracker({
     rules, topics: topicNames({ topicPrefix: 'bench.', appId: 'bench' }), log: pino({ level: 'silent' }), now: () => clock,

@@ -21,6 +21,8 @@ export interface Config {
   gapMs: number;
   gapByTypeMs: Record<string, number>;
   graceMs: number;
+  /** Rule 2 waits until no message joined a conversation for min(settle, gap + grace) of processing time. */
+  settleMs: number;
   maxMessages: number;
   maxBytes: number;
   maxFutureSkewMs: number;
@@ -177,6 +179,7 @@ export function loadConfig(env: Env = process.env): Config {
     gapMs: r.duration('CONVERSATION_GAP', '90m', 1),
     gapByTypeMs: parseGapByType('CONVERSATION_GAP_BY_TYPE', r.raw('CONVERSATION_GAP_BY_TYPE')),
     graceMs: r.duration('CONVERSATION_GRACE', '0s'),
+    settleMs: r.duration('CONVERSATION_SETTLE', '1m'),
     maxMessages: r.int('CONVERSATION_MAX_MESSAGES', 10_000, 1),
     maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),

@@ -15,12 +15,25 @@
 //   untouched). Until then the default gap applies. The sealed event's `chat_type` is the chat's
 //   type at seal time, and `gap_ms` the gap in force at seal time.
 // - Invalid, duplicate and late messages change nothing, not even the chat's clock.
-// - The sealed reach is kept exactly (one number per chat). To name the conversation a late message
-//   would have joined, the chat keeps summaries of its last SEALED_HISTORY (64) sealed
-//   conversations; a late message older than all of them gets `would_be_conversation_id: null`.
-// - A late message's would-be conversation is the remembered sealed conversation C with
-//   C.started_at - C.gap_ms <= sent_at <= C.ended_at + C.gap_ms; if several qualify, the nearest
-//   one (distance 0 when the message falls inside it), ties going to the most recently sealed.
+// - Memory of sealed conversations (the bound SPEC asks to state): the chat remembers its last
+//   SEALED_HISTORY (64) sealed conversations, each with its span, gap, seal reason and message
+//   ids. Those ids make re-sent messages duplicates; their reaches make messages late. Of the
+//   forgotten ones only the largest reach end is kept (`forgottenReach`): at or before it a
+//   message is late (nothing can be known there), and a forgotten conversation's ids are no
+//   longer duplicates (such a message is late when it falls in the forgotten reach, which a
+//   re-sent message of a forgotten conversation always does).
+// - Rule 1 is applied with the arriving message's own sent_at: history that arrives behind the
+//   chat's newest messages only seals conversations it proves closed, so it forms the
+//   conversations it would have formed in order. `clock` (the largest sent_at placed) is kept for
+//   status only.
+// - A late message's would-be conversation is the remembered sealed conversation C whose reach
+//   contains sent_at; if several qualify, the nearest one (distance 0 when the message falls
+//   inside it), ties going to the most recently sealed; null when only `forgottenReach` makes it
+//   late.
+// - Settle (rule 2): each open conversation keeps `arrivedAt`, the processing time (`now` of the
+//   event) at which a message last joined it, a merge included. A tick seals it only once
+//   now - arrivedAt >= min(settleMs, gap + grace), so history imported into a live chat in
+//   batches is not split at the batch boundaries.
 // - Continuation: when a message becomes the earliest message of an open conversation (it opens a
 //   new one, or lands before the start of the one it joins or merges), and a remembered FORCED or
 //   MAX_SIZE conversation X has X.ended_at < sent_at <= X.ended_at + X.gap_ms, the conversation
@@ -31,14 +44,14 @@
 //   conversation past the cap (it is then sealed at once, over the cap), and so can a single
 //   message larger than maxBytes: nothing is ever split or dropped.
 // - Outputs of one step come in a fixed order: rule-1 seals in started_at order, then the MAX_SIZE
-//   seal (which always starts later than those).
+//   seal. Rule 2 seals in started_at order.
 
 import { createHash } from 'node:crypto';
 import type { Config } from '../config';
 import type { ChatMessage, ConversationSealed, LateMessage, SealReason } from '../records/types';
 
 /** The rules' part of the process configuration (SPEC section 5). */
-export type RulesConfig = Pick<Config, 'gapMs' | 'gapByTypeMs' | 'graceMs' | 'maxMessages' | 'maxBytes' | 'maxFutureSkewMs'>;
+export type RulesConfig = Pick<Config, 'gapMs' | 'gapByTypeMs' | 'graceMs' | 'settleMs' | 'maxMessages' | 'maxBytes' | 'maxFutureSkewMs'>;
 
 /** A copy of the rules' settings from the process configuration. */
 export function rulesConfigFrom(cfg: Pick<Config, keyof RulesConfig>): RulesConfig {
@@ -46,16 +59,17 @@ export function rulesConfigFrom(cfg: Pick<Config, keyof RulesConfig>): RulesConf
     gapMs: cfg.gapMs,
     gapByTypeMs: { ...cfg.gapByTypeMs },
     graceMs: cfg.graceMs,
+    settleMs: cfg.settleMs,
     maxMessages: cfg.maxMessages,
     maxBytes: cfg.maxBytes,
     maxFutureSkewMs: cfg.maxFutureSkewMs,
   };
 }
 
-/** How many sealed conversation summaries a chat remembers for late-message attribution. */
+/** How many sealed conversations a chat remembers (reach and message ids). */
 export const SEALED_HISTORY = 64;
 
-export const STATE_VERSION = 1;
+export const STATE_VERSION = 2;
 
 /** An open conversation. Its messages are in sent_at order, ties in arrival order. */
 export interface OpenConversation {
@@ -63,6 +77,8 @@ export interface OpenConversation {
   endedAt: number;
   bytes: number;
   continuesConversationId: string | null;
+  /** Processing time (the event's `now`) at which a message last joined, for the settle rule. */
+  arrivedAt: number;
   messages: ChatMessage[];
 }
 
@@ -73,6 +89,8 @@ export interface SealedSummary {
   endedAt: number;
   sealReason: SealReason;
   gapMs: number;
+  /** The conversation's message ids: a message re-sent with one of them is a duplicate. */
+  messageIds: string[];
 }
 
 /**
@@ -87,17 +105,19 @@ export interface ChatState {
   chatId: string;
   /** First non-null chat_type placed in this chat; selects the gap. */
   chatType: string | null;
-  /** Event-time clock: the largest sent_at placed in this chat, null before the first. */
+  /** The largest sent_at placed in this chat, null before the first (status only). */
   clock: number | null;
-  /** Largest ended_at + gap (NEXT_MESSAGE, GAP_TIMEOUT) or ended_at (FORCED, MAX_SIZE); null before the first seal. */
+  /** Largest reach end over every sealed conversation: ended_at + gap (NEXT_MESSAGE, GAP_TIMEOUT) or ended_at (FORCED, MAX_SIZE). */
   sealedReach: number | null;
+  /** Largest reach end of the sealed conversations no longer remembered; null while none is forgotten. */
+  forgottenReach: number | null;
   open: OpenConversation[];
   /** The last SEALED_HISTORY sealed conversations, in seal order. */
   sealed: SealedSummary[];
 }
 
 export function emptyChatState(chatId: string): ChatState {
-  return { v: STATE_VERSION, chatId, chatType: null, clock: null, sealedReach: null, open: [], sealed: [] };
+  return { v: STATE_VERSION, chatId, chatType: null, clock: null, sealedReach: null, forgottenReach: null, open: [], sealed: [] };
 }
 
 export type ChatEvent =
@@ -121,7 +141,11 @@ export interface OpenConversationView {
   endedAt: number;
   messageCount: number;
   bytes: number;
+  /** ended_at + gap + grace: rule 2 seals strictly after it. */
   deadline: number;
+  arrivedAt: number;
+  /** arrivedAt + min(settle, gap + grace): rule 2 seals at or after it. */
+  settlesAt: number;
   continuesConversationId: string | null;
 }
 
@@ -144,6 +168,16 @@ export function chatGapMs(state: ChatState, cfg: RulesConfig): number {
 
 export function sealedReach(state: ChatState): number | null {
   return state.sealedReach;
+}
+
+/** The settle time in force: min(CONVERSATION_SETTLE, gap + grace). */
+export function settleFor(cfg: Pick<RulesConfig, 'settleMs' | 'graceMs'>, gap: number): number {
+  return Math.min(cfg.settleMs, gap + cfg.graceMs);
+}
+
+/** The end of a sealed conversation's reach. */
+function reachEnd(reason: SealReason, endedAt: number, gap: number): number {
+  return reason === 'NEXT_MESSAGE' || reason === 'GAP_TIMEOUT' ? endedAt + gap : endedAt;
 }
 
 /**
@@ -216,16 +250,19 @@ export function messageBytes(m: ChatMessage): number {
     + nullableString(m.reply_to_message_id) + nullableString(m.account_id);
 }
 
-// In-memory index of the message ids of a chat's open conversations, built lazily and never
-// serialized. Keyed by the state object, which `step` always mutates in place.
-const openIds = new WeakMap<ChatState, Set<string>>();
+// In-memory index of the message ids a chat knows (open conversations and remembered sealed
+// ones), built lazily and never serialized. Keyed by the state object, which `step` always
+// mutates in place. An id stays in the index from its message's placement until its sealed
+// conversation is forgotten.
+const knownIds = new WeakMap<ChatState, Set<string>>();
 
 function idIndex(state: ChatState): Set<string> {
-  let ids = openIds.get(state);
+  let ids = knownIds.get(state);
   if (ids === undefined) {
     ids = new Set();
     for (const c of state.open) for (const m of c.messages) ids.add(m.message_id);
-    openIds.set(state, ids);
+    for (const x of state.sealed) for (const id of x.messageIds) ids.add(id);
+    knownIds.set(state, ids);
   }
   return ids;
 }
@@ -239,22 +276,22 @@ function isoOf(ms: number): string {
 // Sealing
 
 /**
- * Emits the sealed event of `c` and records the seal in the chat. The caller removes `c` from
- * `state.open`. `ids` is the open-id index to remove its messages from, or null when the caller
- * empties the index itself (everything open is being sealed).
+ * Emits the sealed event of `c` and records the seal in the chat: its summary (with the message
+ * ids, which stay in the id index as duplicates-to-be) and, for a summary pushed out of the
+ * history, its reach into `forgottenReach` and its ids out of the index. The caller removes `c`
+ * from `state.open`.
  */
-function seal(
-  state: ChatState, c: OpenConversation, reason: SealReason, now: number, gap: number, ids: Set<string> | null, out: Output[],
-): void {
+function seal(state: ChatState, c: OpenConversation, reason: SealReason, now: number, gap: number, out: Output[]): void {
   const msgs = c.messages;
   const participants: string[] = [];
   const seen = new Set<string>();
+  const messageIds: string[] = new Array(msgs.length);
   let accountId: string | null = null;
   for (let i = 0; i < msgs.length; i++) {
     const m = msgs[i]!;
     if (!seen.has(m.sender_id)) { seen.add(m.sender_id); participants.push(m.sender_id); }
     if (accountId === null && m.account_id !== null && m.account_id !== undefined) accountId = m.account_id;
-    if (ids !== null) ids.delete(m.message_id);
+    messageIds[i] = m.message_id;
   }
   const first = msgs[0]!;
   const id = conversationId(state.chatId, c.startedAt, first.message_id);
@@ -275,25 +312,53 @@ function seal(
     continues_conversation_id: c.continuesConversationId,
     messages: msgs,
   };
-  const reach = reason === 'NEXT_MESSAGE' || reason === 'GAP_TIMEOUT' ? c.endedAt + gap : c.endedAt;
+  const reach = reachEnd(reason, c.endedAt, gap);
   if (state.sealedReach === null || reach > state.sealedReach) state.sealedReach = reach;
-  state.sealed.push({ conversationId: id, startedAt: c.startedAt, endedAt: c.endedAt, sealReason: reason, gapMs: gap });
-  if (state.sealed.length > SEALED_HISTORY) state.sealed.splice(0, state.sealed.length - SEALED_HISTORY);
+  state.sealed.push({ conversationId: id, startedAt: c.startedAt, endedAt: c.endedAt, sealReason: reason, gapMs: gap, messageIds });
+  if (state.sealed.length > SEALED_HISTORY) forget(state, state.sealed.length - SEALED_HISTORY);
   out.push({ kind: 'sealed', conversation });
 }
 
-/** Seals the prefix of open conversations whose deadline (ended_at + gap + grace) is < limit. */
-function sealExpired(
-  state: ChatState, limit: number, gap: number, grace: number, reason: SealReason, now: number, ids: Set<string>, out: Output[],
-): number {
+/** Drops the `n` oldest remembered sealed conversations: their reach goes into forgottenReach. */
+function forget(state: ChatState, n: number): void {
+  const ids = knownIds.get(state);
+  for (let i = 0; i < n; i++) {
+    const x = state.sealed[i]!;
+    const r = reachEnd(x.sealReason, x.endedAt, x.gapMs);
+    if (state.forgottenReach === null || r > state.forgottenReach) state.forgottenReach = r;
+    if (ids !== undefined) for (const mid of x.messageIds) ids.delete(mid);
+  }
+  state.sealed.splice(0, n);
+}
+
+/** Rule 1: seals the open conversations (other than `keep`) whose deadline the placed message at `s` passes. */
+function sealProvenClosed(state: ChatState, s: number, keep: OpenConversation, gap: number, grace: number, now: number, out: Output[]): void {
   const open = state.open;
+  // Spans are disjoint and sorted: the conversations proven closed are a prefix of `open`.
   let k = 0;
-  while (k < open.length && limit > open[k]!.endedAt + gap + grace) k++;
-  if (k === 0) return 0;
-  const all = k === open.length;
-  for (let i = 0; i < k; i++) seal(state, open[i]!, reason, now, gap, all ? null : ids, out);
-  if (all) { ids.clear(); open.length = 0; } else open.splice(0, k);
-  return k;
+  while (k < open.length && s > open[k]!.endedAt + gap + grace) k++;
+  if (k === 0) return;
+  let w = 0;
+  for (let i = 0; i < open.length; i++) {
+    const c = open[i]!;
+    if (i < k && c !== keep) seal(state, c, 'NEXT_MESSAGE', now, gap, out);
+    else open[w++] = c;
+  }
+  open.length = w;
+}
+
+/** Rule 2: seals the open conversations past their deadline and settled, in started_at order. */
+function sealTimedOut(state: ChatState, now: number, cfg: RulesConfig, out: Output[]): void {
+  const open = state.open;
+  const gap = gapForType(cfg, state.chatType);
+  const settle = settleFor(cfg, gap);
+  let w = 0;
+  for (let i = 0; i < open.length; i++) {
+    const c = open[i]!;
+    if (now > c.endedAt + gap + cfg.graceMs && now - c.arrivedAt >= settle) seal(state, c, 'GAP_TIMEOUT', now, gap, out);
+    else open[w++] = c;
+  }
+  open.length = w;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -312,21 +377,27 @@ function continuationFor(state: ChatState, s: number): string | null {
   return best === null ? null : best.conversationId;
 }
 
-/** The remembered sealed conversation a late message at `s` would have joined. */
-function wouldBeConversation(state: ChatState, s: number): string | null {
+/**
+ * The late check: whether `s` lies in the reach of a remembered sealed conversation (its id, the
+ * nearest, ties to the most recently sealed) or at or before the forgotten reach (null).
+ * Returns undefined when the message is not late.
+ */
+function lateFor(state: ChatState, s: number): string | null | undefined {
   let best: SealedSummary | null = null;
   let bestDistance = Infinity;
   const sealed = state.sealed;
   for (let i = 0; i < sealed.length; i++) {
     const x = sealed[i]!;
-    if (s < x.startedAt - x.gapMs || s > x.endedAt + x.gapMs) continue;
+    if (s < x.startedAt - x.gapMs || s > reachEnd(x.sealReason, x.endedAt, x.gapMs)) continue;
     const d = s < x.startedAt ? x.startedAt - s : s > x.endedAt ? s - x.endedAt : 0;
     if (d <= bestDistance) { best = x; bestDistance = d; }
   }
-  return best === null ? null : best.conversationId;
+  if (best !== null) return best.conversationId;
+  if (state.forgottenReach !== null && s <= state.forgottenReach) return null;
+  return undefined;
 }
 
-function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, ids: Set<string>): void {
+function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, now: number, ids: Set<string>): void {
   const msgs = c.messages;
   const s = m.sent_at;
   if (msgs.length === 0 || s >= msgs[msgs.length - 1]!.sent_at) {
@@ -348,11 +419,12 @@ function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, ids: 
   }
   if (s > c.endedAt) c.endedAt = s;
   c.bytes += messageBytes(m);
+  c.arrivedAt = now;
   ids.add(m.message_id);
 }
 
-/** Places a message into the chat's open conversations; returns the index of its conversation. */
-function place(state: ChatState, m: ChatMessage, gap: number, ids: Set<string>): number {
+/** Places a message into the chat's open conversations; returns the conversation it is in. */
+function place(state: ChatState, m: ChatMessage, gap: number, now: number, ids: Set<string>): OpenConversation {
   const open = state.open;
   const s = m.sent_at;
   const n = open.length;
@@ -374,13 +446,11 @@ function place(state: ChatState, m: ChatMessage, gap: number, ids: Set<string>):
   }
   if (lo > hi) {
     const c: OpenConversation = {
-      startedAt: s, endedAt: s, bytes: 0, continuesConversationId: continuationFor(state, s), messages: [],
+      startedAt: s, endedAt: s, bytes: messageBytes(m), continuesConversationId: continuationFor(state, s), arrivedAt: now, messages: [m],
     };
     open.splice(lo, 0, c);
-    c.messages.push(m);
-    c.bytes = messageBytes(m);
     ids.add(m.message_id);
-    return lo;
+    return c;
   }
   if (hi > lo) {
     // Session-window merge: the spans are disjoint and sorted, so concatenation keeps sent_at order.
@@ -395,8 +465,9 @@ function place(state: ChatState, m: ChatMessage, gap: number, ids: Set<string>):
     into.endedAt = open[hi]!.endedAt;
     open.splice(lo + 1, hi - lo);
   }
-  addMessage(state, open[lo]!, m, ids);
-  return lo;
+  const c = open[lo]!;
+  addMessage(state, c, m, now, ids);
+  return c;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -425,25 +496,21 @@ function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConf
     out.push({ kind: 'duplicate', message: m });
     return;
   }
-  if (state.sealedReach !== null && s <= state.sealedReach) {
-    out.push({
-      kind: 'late',
-      late: { message: m, would_be_conversation_id: wouldBeConversation(state, s), chat_sealed_reach: state.sealedReach, detected_at: now },
-    });
-    return;
+  if (state.sealedReach !== null) {
+    const wouldBe = lateFor(state, s);
+    if (wouldBe !== undefined) {
+      out.push({ kind: 'late', late: { message: m, would_be_conversation_id: wouldBe, chat_sealed_reach: state.sealedReach, detected_at: now } });
+      return;
+    }
   }
   if (state.chatType === null && typeof m.chat_type === 'string') state.chatType = m.chat_type;
   const gap = gapForType(cfg, state.chatType);
-  let at = place(state, m, gap, ids);
+  const c = place(state, m, gap, now, ids);
   if (state.clock === null || s > state.clock) state.clock = s;
-  at -= sealExpired(state, state.clock, gap, cfg.graceMs, 'NEXT_MESSAGE', now, ids, out);
-  if (at >= 0) {
-    const c = state.open[at]!;
-    if (c.messages.length >= cfg.maxMessages || c.bytes >= cfg.maxBytes) {
-      const all = state.open.length === 1;
-      seal(state, c, 'MAX_SIZE', now, gap, all ? null : ids, out);
-      if (all) { ids.clear(); state.open.length = 0; } else state.open.splice(at, 1);
-    }
+  sealProvenClosed(state, s, c, gap, cfg.graceMs, now, out);
+  if (c.messages.length >= cfg.maxMessages || c.bytes >= cfg.maxBytes) {
+    seal(state, c, 'MAX_SIZE', now, gap, out);
+    state.open.splice(state.open.indexOf(c), 1);
   }
 }
 
@@ -458,16 +525,13 @@ export function step(state: ChatState, event: ChatEvent, cfg: RulesConfig): Step
       onMessage(state, event.message, event.now, cfg, outputs);
       break;
     case 'tick':
-      if (event.caughtUp && state.open.length > 0) {
-        sealExpired(state, event.now, gapForType(cfg, state.chatType), cfg.graceMs, 'GAP_TIMEOUT', event.now, idIndex(state), outputs);
-      }
+      if (event.caughtUp && state.open.length > 0) sealTimedOut(state, event.now, cfg, outputs);
       break;
     case 'force': {
       if (state.open.length > 0) {
         const gap = gapForType(cfg, state.chatType);
-        for (const c of state.open) seal(state, c, 'FORCED', event.now, gap, null, outputs);
-        state.open.length = 0;
-        openIds.get(state)?.clear();
+        const open = state.open.splice(0);
+        for (const c of open) seal(state, c, 'FORCED', event.now, gap, outputs);
       }
       break;
     }
@@ -475,20 +539,35 @@ export function step(state: ChatState, event: ChatEvent, cfg: RulesConfig): Step
   return { state, outputs };
 }
 
-/** Earliest ended_at + gap + grace over open conversations, or null when none is open. */
+/**
+ * The earliest wall-clock time at which a caught-up tick seals something: over the open
+ * conversations, max(ended_at + gap + grace + 1, arrivedAt + settle); null when none is open.
+ */
 export function nextDeadline(state: ChatState, cfg: RulesConfig): number | null {
-  const first = state.open[0];
-  return first === undefined ? null : first.endedAt + gapForType(cfg, state.chatType) + cfg.graceMs;
+  const open = state.open;
+  if (open.length === 0) return null;
+  const gap = gapForType(cfg, state.chatType);
+  const settle = settleFor(cfg, gap);
+  let best = Infinity;
+  for (let i = 0; i < open.length; i++) {
+    const c = open[i]!;
+    const due = Math.max(c.endedAt + gap + cfg.graceMs + 1, c.arrivedAt + settle);
+    if (due < best) best = due;
+  }
+  return best;
 }
 
 export function openConversations(state: ChatState, cfg: RulesConfig): OpenConversationView[] {
   const gap = gapForType(cfg, state.chatType);
+  const settle = settleFor(cfg, gap);
   return state.open.map((c) => ({
     startedAt: c.startedAt,
     endedAt: c.endedAt,
     messageCount: c.messages.length,
     bytes: c.bytes,
     deadline: c.endedAt + gap + cfg.graceMs,
+    arrivedAt: c.arrivedAt,
+    settlesAt: c.arrivedAt + settle,
     continuesConversationId: c.continuesConversationId,
   }));
 }
@@ -509,9 +588,25 @@ export function decodeState(buf: Buffer): ChatState {
   }
   const s = v as Partial<ChatState> | null;
   if (s === null || typeof s !== 'object') throw new Error('chat state is not an object');
-  if (s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION})`);
   if (typeof s.chatId !== 'string' || !Array.isArray(s.open) || !Array.isArray(s.sealed)) {
     throw new Error('chat state is missing chatId, open or sealed');
   }
+  if (s.v === 1) return upgradeV1(s as ChatState);
+  if (s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION}, or 1 to upgrade)`);
   return s as ChatState;
+}
+
+/**
+ * A state written by version 1 of the rules, in the revised rules' shape. Version 1 kept neither
+ * arrival times nor the ids of sealed conversations: open conversations count as settled (as they
+ * were under version 1), and sealed conversations sealed before the upgrade make late, not
+ * duplicate, messages of a re-send. With a full history (64 remembered), version 1's single reach
+ * becomes the forgotten reach, so nothing at or before it is placed that version 1 called late.
+ */
+export function upgradeV1(s: ChatState): ChatState {
+  for (const c of s.open) (c as OpenConversation).arrivedAt ??= 0;
+  for (const x of s.sealed) (x as SealedSummary).messageIds ??= [];
+  s.forgottenReach = s.sealed.length >= SEALED_HISTORY ? s.sealedReach : null;
+  s.v = STATE_VERSION;
+  return s;
 }

@@ -441,7 +441,11 @@ test('a backlog through a tracker SIGKILLed 4 times mid-run: every conversation 
   // Every restart after a SIGKILL found its stores without a checkpoint: wiped and restored.
   assert.ok(restores.every((r) => r.wiped), 'every start after an unclean stop wiped its stores');
   assert.equal(restores.filter((r) => r.run === `run${kills + 1}`).length, run.partitions.length, 'the last run restored every task');
-  assert.ok(restores.filter((r) => r.run === `run${kills + 1}`).every((r) => r.records > 0), 'the last run replayed the changelog');
+  // Whether every partition had written to its changelog before the last kill depends on how the
+  // fetches interleaved: at least one must have been replayed; the rest is reported.
+  const lastRun = restores.filter((r) => r.run === `run${kills + 1}`);
+  assert.ok(lastRun.some((r) => r.records > 0), 'the last run replayed the changelog');
+  console.log(`[${name}] the last run replayed ${lastRun.map((r) => `p${r.partition}: ${r.records}`).join(', ')} changelog records`);
   cleanups.push(() => deleteTopics(run));
 });
 
@@ -461,6 +465,7 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
   let got: Awaited<ReturnType<typeof outputs>>;
   let elapsed: number;
   let visible = 0;
+  let heldAtKill: number[] = [];
   try {
     // Both instances join the group and restore their (empty) tasks before there is anything to
     // read; then the backlog appears at once (one upstream transaction), so both work from the start.
@@ -483,7 +488,9 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
     const k1 = await nextCommitThenJitter(run, rng, [a1, b1], 300, mine);
     timeline.push(`first commit on A1's partitions ${Date.now() - visible - k1.jitter} ms after the backlog became visible`);
     const endpointA = endpointOf(a1);
-    await killAndReport(run, a1, 'A1', timeline, `a commit ${k1.from}..${k1.at} on ${JSON.stringify(mine)} seen, +${k1.jitter} ms`);
+    // What A1 holds at the moment of the kill: these stores are left without a checkpoint.
+    heldAtKill = assignedOf(a1) ?? mine;
+    await killAndReport(run, a1, 'A1', timeline, `a commit ${k1.from}..${k1.at} on ${JSON.stringify(mine)} seen, +${k1.jitter} ms; A1 held ${JSON.stringify(heldAtKill)}`);
     const evictedA = await evict(kafka, run.groupId, (m) => endpointA !== undefined && m.clientId.endsWith(`@${endpointA}`));
     assert.equal(evictedA.length, 1, `A1's member (${endpointA}) evicted`);
 
@@ -517,7 +524,22 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
 
   assertExactlyOnce(run, got);
   assert.ok(restores.some((r) => r.run === 'B1' && r.records > 0), 'B1 restored a partition A1 had worked on');
-  assert.ok(restores.some((r) => r.run === 'A2' && r.wiped && r.records > 0), 'A2 restored from the changelog');
+  // A2 runs on A1's state directory and owns every partition at the end, so it opens each store
+  // A1 left without a checkpoint; the first time it does, it must wipe it and restore the
+  // changelog (an unclean store is never trusted). Which other partitions A2 got first (stores A1
+  // had closed cleanly in an earlier rebalance, kept and restored from their checkpoint) depends on
+  // the group's assignment: reported, not asserted.
+  const a2 = restores.filter((r) => r.run === 'A2');
+  const firstOpen = new Map<number, Restore>();
+  for (const r of a2) if (!firstOpen.has(r.partition)) firstOpen.set(r.partition, r);
+  assert.ok(heldAtKill.length > 0, 'A1 held partitions when it was killed');
+  for (const p of heldAtKill) {
+    const r = firstOpen.get(p);
+    assert.ok(r, `A2 opened partition ${p}, which A1 held when it was killed`);
+    assert.ok(r.wiped, `A2 wiped the store of partition ${p} that A1 left uncheckpointed`);
+  }
+  assert.ok(heldAtKill.some((p) => firstOpen.get(p)!.records > 0), 'A2 restored from the changelog what A1 had committed');
+  console.log(`[${name}] A2 first opened ${[...firstOpen.values()].map((r) => `p${r.partition} (${heldAtKill.includes(r.partition) ? 'held by A1 at its kill' : 'closed cleanly by A1 earlier'}, wiped=${r.wiped})`).join(', ')}`);
   cleanups.push(() => deleteTopics(run));
 });
 
