@@ -343,6 +343,74 @@ describe('sessionization rules against the reference model', () => {
     );
   });
 
+  test('history delivered in blocks, in any block order, with pauses shorter than the settle time: the conversations of in-order delivery', () => {
+    // SPEC section 2, rule 1 and rule 2: history that arrives behind the chat's newest messages, or
+    // in batches into a caught-up tracker, forms the conversations it would have formed in order.
+    // Blocks are cut at quiet stretches (a step larger than gap + grace) and each block arrives in
+    // sent_at order; ticks come anywhere, but within a block only sooner than the settle time after
+    // the last message.
+    const blockConfig: fc.Arbitrary<RulesConfig> = fc.record({
+      gapMs: fc.constant(100),
+      gapByTypeMs: fc.constant({}),
+      graceMs: fc.constantFrom(0, 30),
+      settleMs: fc.constantFrom(0, 40, 60_000),
+      maxMessages: fc.constant(1_000_000),
+      maxBytes: fc.constant(1_000_000_000),
+      maxFutureSkewMs: fc.constant(1_000_000_000),
+    });
+    const stepArb = fc.record({
+      delta: fc.oneof({ weight: 3, arbitrary: fc.constantFrom(0, 1, 50, 99, 100, 101, 129, 130, 131, 160) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 2000 }) }),
+      cut: fc.boolean(),
+      tick: fc.option(fc.integer({ min: 0, max: 200 }), { freq: 4 }),
+    });
+    fc.assert(
+      fc.property(blockConfig, fc.array(stepArb, { minLength: 1, maxLength: 60 }), fc.array(fc.nat(), { minLength: 60, maxLength: 60 }), (cfg, steps, keys) => {
+        const settle = Math.min(cfg.settleMs, cfg.gapMs + cfg.graceMs);
+        let t = 100_000;
+        const blocks: ChatMessage[][] = [[]];
+        steps.forEach((st, i) => {
+          t += st.delta;
+          if (i > 0 && st.cut && st.delta > cfg.gapMs + cfg.graceMs) blocks.push([]);
+          blocks[blocks.length - 1]!.push({
+            message_id: `h-${i}`, chat_id: 'h', sender_id: 's', sent_at: t, text: null, chat_type: null, is_from_me: false,
+            reply_to_message_id: null, account_id: null,
+          });
+        });
+        const ticks = new Map<string, number | null>(steps.map((st, i) => [`h-${i}`, st.tick]));
+        const conversations = (outputs: Output[]) => outputs
+          .flatMap((o) => (o.kind === 'sealed' ? [[o.conversation.conversation_id, o.conversation.messages.map((m) => m.message_id)] as const] : []))
+          .sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+
+        let state = emptyChatState('h');
+        const expected: Output[] = [];
+        for (const m of blocks.flat()) expected.push(...step(state, { type: 'message', message: m, now: 1 }, cfg).outputs);
+        expected.push(...step(state, { type: 'force', now: 2 }, cfg).outputs);
+
+        const order = blocks.map((_, b) => b).sort((x, y) => keys[x]! - keys[y]! || x - y);
+        state = emptyChatState('h');
+        const got: Output[] = [];
+        let wall = 1_000_000;
+        for (const b of order) {
+          const block = blocks[b]!;
+          block.forEach((m, j) => {
+            wall += 1;
+            got.push(...step(state, { type: 'message', message: m, now: wall }, cfg).outputs);
+            const tick = ticks.get(m.message_id);
+            if (tick === null || tick === undefined) return;
+            const last = j === block.length - 1;
+            if (!last && tick >= settle) return; // inside a block, pauses stay under the settle time
+            wall += last ? tick * 10 : tick;
+            got.push(...step(state, { type: 'tick', now: wall, caughtUp: true }, cfg).outputs);
+          });
+        }
+        got.push(...step(state, { type: 'force', now: wall + 1 }, cfg).outputs);
+        assert.deepEqual(got.filter((o) => o.kind !== 'sealed'), [], 'nothing late or duplicate');
+        assert.deepEqual(conversations(got), conversations(expected));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   test('replaying the same stream gives identical outputs', () => {
     fc.assert(
       fc.property(config, instructions, (cfg, ins) => {

@@ -606,7 +606,25 @@ describe('determinism and state', () => {
 
   test('decodeState rejects foreign data', () => {
     assert.throws(() => decodeState(Buffer.from('nope')), /not valid JSON/);
-    assert.throws(() => decodeState(Buffer.from('{"v":99}')), /version/);
+    assert.throws(() => decodeState(Buffer.from('{"v":99,"chatId":"c","open":[],"sealed":[]}')), /version/);
+    assert.throws(() => decodeState(Buffer.from('{"v":2}')), /missing chatId/);
+  });
+
+  test('a version 1 state is upgraded on decode: its open conversations count as settled', () => {
+    const cfg = cfgWith();
+    const chat = new Chat(cfg);
+    chat.send(msg(1000), 1000);
+    chat.send(msg(2000), 2000); // [1000] sealed, [2000] open
+    const v1 = JSON.parse(encodeState(chat.state).toString('utf8')) as Record<string, unknown> & { open: Array<Record<string, unknown>>; sealed: Array<Record<string, unknown>> };
+    v1.v = 1;
+    delete v1.forgottenReach;
+    for (const c of v1.open) delete c.arrivedAt;
+    for (const x of v1.sealed) delete x.messageIds;
+    const state = decodeState(Buffer.from(JSON.stringify(v1)));
+    assert.equal(state.v, STATE_VERSION);
+    assert.equal(state.forgottenReach, null);
+    assert.equal(nextDeadline(state, cfg), 2101);
+    assert.equal(sealedOf(step(state, { type: 'tick', now: 2101, caughtUp: true }, cfg).outputs).length, 1);
   });
 
   test('openConversations and nextDeadline describe the open conversations', () => {
@@ -946,6 +964,12 @@ describe(`v2 (f): forgetting beyond the ${SEALED_HISTORY} remembered conversatio
     const after = chat.send(msg(1_000_101), 1_000_301);
     assert.deepEqual(lateOf(after), []);
     assert.deepEqual(spans(chat), [[1_000_101, 1_000_101, 1]]);
+    // That message sealed [65000], which pushed [1000] (reach end 1100) out too: the forgotten
+    // reach stays the largest.
+    assert.deepEqual(sealedOf(after).map((c) => c.started_at), [65_000]);
+    assert.equal(chat.state.sealed[0]!.startedAt, 2000);
+    assert.equal(chat.state.forgottenReach, 1_000_100);
+    assert.equal(lateOf(chat.send(msg(600_000), 1_000_302))[0]!.would_be_conversation_id, null);
   });
 });
 
