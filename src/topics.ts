@@ -13,7 +13,7 @@ export interface TopicNames {
   sealedDlq: string;
   readyDlq: string;
   commandResults: string;
-  /** The tracker's changelog: compacted, one record per chat. */
+  /** The tracker's changelog: compacted; the store's records (chat-state-layout.ts). */
   trackerChangelog: string;
 }
 
@@ -55,9 +55,17 @@ export function topicSpecs(cfg: Pick<Config, 'topicPrefix' | 'appId' | 'topicPar
       topic: t.trackerChangelog,
       numPartitions: n,
       configEntries: [
+        // A full restore reads what compaction has not yet removed: the live records, the dirty
+        // part of the cleaned segments (at most min.cleanable.dirty.ratio of them before the
+        // cleaner runs) and the active segment, which is never cleaned. Every open message is a
+        // record and is deleted at its seal, so segments roll at 64 MiB or an hour, whichever
+        // comes first, and the cleaner starts at a quarter dirty: a restore reads at most about
+        // 1.33x the live state plus 64 MiB per partition.
         { name: 'cleanup.policy', value: 'compact' },
         { name: 'min.compaction.lag.ms', value: '0' },
         { name: 'segment.ms', value: String(3_600_000) },
+        { name: 'segment.bytes', value: String(64 * 1024 * 1024) },
+        { name: 'min.cleanable.dirty.ratio', value: '0.25' },
         { name: 'max.message.bytes', value: '8388608' },
       ],
     },

@@ -128,7 +128,9 @@ export function trackerCommands(): Command[] {
         if (opts.json) return void console.log(JSON.stringify({ ...res, owner: owner.clientId }));
         console.log(`chat ${opts.chatId}: partition ${p}, owner ${owner.clientId}${res.known ? '' : ' (no state: never seen)'}`);
         printTable(['started_at', 'ended_at', 'messages', 'bytes', 'seals at', 'continues'], (res.open ?? []).map((o: any) =>
-          [o.started_at, o.ended_at, o.messageCount, o.bytes, o.deadline_at, o.continuesConversationId ?? '']));
+          [o.started_at, o.ended_at, o.messageCount, o.bytes,
+            o.waiting_on_settle ? `${o.settles_at} (settling: a message joined at ${new Date(o.arrivedAt).toISOString()})` : o.deadline_at,
+            o.continuesConversationId ?? '']));
         return;
       }
       const replies = await Promise.all(ms.map(async (m) => ({ m, r: m.endpoint ? await getJson(m.endpoint, `/v1/tracker/status?verbose=${opts.verbose ? 1 : 0}`).catch((e) => ({ error: (e as Error).message })) : { error: 'no endpoint in client id' } })));

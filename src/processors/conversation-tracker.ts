@@ -3,22 +3,25 @@
 // punctuation and command, and forwards what they emit: sealed conversations, late messages, and
 // invalid records to the DLQ with their reason.
 //
-// Store layout (one RocksDB per task):
-//   s:<chat_id>                    the chat's encoded state (the changelog carries exactly these)
-//   d:<deadline, 15 digits>:<chat> index of open chats by their next wall-clock deadline, so a
-//                                  punctuation reads only what is due
-//   m:open                         open conversation count (local, for the gauge)
-// Decoded states are cached; dirty ones are written at the task's commit, after which the cache
-// holds at most CACHE_LIMIT clean states (state lives on disk, not in memory).
+// Store layout (one RocksDB per task): the chats' records as chat-state-layout.ts describes them
+// (the changelog carries exactly these), plus local keys:
+//   d:<due, 15 digits>:<chat>      index of open chats by the time a punctuation would seal
+//                                  something (deadline and settle time), so a punctuation reads
+//                                  only what is due
+//   x␀<chat>                       the due time a chat is indexed under (to replace its entry)
+//   m:open                         open conversation count (for the gauge)
+// Loaded chats are cached; changed ones are written at the task's commit, after which the cache
+// holds at most CACHE_LIMIT chats and CACHE_BYTES of open messages (state lives on disk).
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Processor, ProcessorContext, InputRecord } from '../runtime/processor';
 import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
+import { type ChatState, type Output, type RulesConfig, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
-  type ChatState, type Output, type RulesConfig,
-  decodeState, emptyChatState, encodeState, nextDeadline, openConversations, step,
-} from '../sessionization/rules';
+  type StoredChat, type RecordWrites, assembleChat, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
+  prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1,
+} from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import type { TopicNames } from '../topics';
@@ -26,7 +29,10 @@ import { registry } from '../metrics';
 
 export const COMMAND_HEADER = 'chatstats-command';
 const CACHE_LIMIT = 10_000;
+/** Open message bytes (as counted for CONVERSATION_MAX_BYTES) the cache keeps after a commit. */
+const CACHE_BYTES = 16 * 1024 * 1024;
 const DUE_CHUNK = 1000;
+const TRIM_EVERY = 64;
 
 /** What the tracker needs of the record formats. */
 export interface TrackerCodec {
@@ -45,15 +51,16 @@ export interface TrackerDeps {
   now?: () => number;
 }
 
-interface Entry {
-  state: ChatState;
-  /** The deadline under which the chat is indexed in the store (null: not indexed). */
+interface Entry extends StoredChat {
+  /** The due time under which the chat is indexed in the store (null: not indexed). */
   indexed: number | null;
   open: number;
 }
 
 const pad = (n: number) => String(Math.max(0, Math.floor(n))).padStart(15, '0');
-const indexKey = (deadline: number, chatId: string) => `d:${pad(deadline)}:${chatId}`;
+const indexKey = (due: number, chatId: string) => `d:${pad(due)}:${chatId}`;
+const indexedKey = (chatId: string) => `x\u0000${chatId}`;
+const openBytes = (state: ChatState) => { let n = 0; for (const c of state.open) n += c.bytes; return n; };
 
 let metrics: ReturnType<typeof createMetrics> | null = null;
 function createMetrics() {
@@ -77,6 +84,11 @@ export class ConversationTracker implements Processor {
   private ctx!: ProcessorContext;
   private readonly cache = new Map<string, Entry>();
   private readonly dirty = new Set<string>();
+  /** This transaction's record writes, and the keys among them first written by it. */
+  private writes: RecordWrites = new Map();
+  private readonly fresh = new Set<string>();
+  /** Chats converted from version-1 records, to be logged in the current layout. */
+  private readonly upgraded = new Set<string>();
   private openTotal = 0;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
@@ -88,47 +100,89 @@ export class ConversationTracker implements Processor {
 
   async init(ctx: ProcessorContext): Promise<void> {
     this.ctx = ctx;
+    await this.upgradeStore();
     const meta = await ctx.store.get('m:open');
     this.openTotal = meta ? Number(meta.toString()) || 0 : 0;
   }
 
+  /**
+   * A store kept from version 1 (`s:<chat>` entries, after a clean stop) is converted in place;
+   * the converted chats are logged in the current layout at the first commit.
+   */
+  private async upgradeStore(): Promise<void> {
+    const store = this.ctx.store;
+    if ((await store.range('s:', 's;', 1)).length === 0) return;
+    // Version 1's index entries: rebuilt for every converted chat when restore is done.
+    const index: StoreOp[] = [];
+    await store.scan('d:', 'd;', (k) => { index.push({ type: 'del', key: k }); });
+    await store.write(index);
+    for (;;) {
+      const old = await store.range('s:', 's;', 1000);
+      if (old.length === 0) return;
+      const ops: StoreOp[] = [];
+      for (const [key, value] of old) {
+        const chat = key.slice(2);
+        const sc = upgradeV1(chat, value);
+        ops.push(...await this.replaceChat(chat, sc));
+        ops.push({ type: 'del', key });
+        this.upgraded.add(chat);
+      }
+      await store.write(ops);
+      this.deps.log.info({ partition: this.ctx.partition, chats: old.length }, 'converted version-1 chat states in the store');
+    }
+  }
+
   // --- restore -------------------------------------------------------------------------------
 
+  /** Restored chats whose index entry is rebuilt when restore is done. */
+  private readonly restoredChats = new Set<string>();
+
   async restore(records: RawRecord[]): Promise<void> {
-    // Last value per chat within the slice, in order; the store's current value gives the index
-    // entry to replace.
-    const latest = new Map<string, Buffer | null>();
+    const ops: StoreOp[] = [];
     for (const r of records) {
       if (r.key === null) continue;
-      latest.set(r.key.toString(), r.value);
-    }
-    const chats = [...latest.keys()];
-    const old = await this.ctx.store.getMany(chats.map((c) => `s:${c}`));
-    const ops: StoreOp[] = [];
-    chats.forEach((chat, i) => {
-      const before = old[i];
-      if (before) {
-        const s = decodeState(before);
-        const d = nextDeadline(s, this.deps.rules);
-        if (d !== null) ops.push({ type: 'del', key: indexKey(d, chat) });
-        this.openTotal -= openConversations(s, this.deps.rules).length;
-      }
-      const value = latest.get(chat)!;
-      if (value === null) {
-        ops.push({ type: 'del', key: `s:${chat}` });
+      const key = r.key.toString();
+      const k = parseKey(key);
+      if (k.kind === 'v1') {
+        // A version-1 record holds the whole chat; its tombstone (logged after the chat was
+        // converted) removes nothing of the current layout.
+        if (r.value === null) continue;
+        if (ops.length > 0) { await this.ctx.store.write(ops.splice(0)); }
+        await this.ctx.store.write(await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)));
+        this.upgraded.add(k.chat);
+      } else if (r.value === null) {
+        ops.push({ type: 'del', key });
       } else {
-        const s = decodeState(value);
-        const d = nextDeadline(s, this.deps.rules);
-        ops.push({ type: 'put', key: `s:${chat}`, value });
-        if (d !== null) ops.push({ type: 'put', key: indexKey(d, chat), value: Buffer.alloc(0) });
-        this.openTotal += openConversations(s, this.deps.rules).length;
+        ops.push({ type: 'put', key, value: r.value });
       }
-    });
-    ops.push({ type: 'put', key: 'm:open', value: Buffer.from(String(this.openTotal)) });
+      this.restoredChats.add(k.chat);
+    }
     await this.ctx.store.write(ops);
   }
 
   async restored(): Promise<void> {
+    const ops: StoreOp[] = [];
+    for (const chat of this.restoredChats) {
+      const sc = await this.read(chat);
+      const due = sc ? nextDeadline(sc.state, this.deps.rules) : null;
+      const before = await this.ctx.store.get(indexedKey(chat));
+      const was = before ? Number(before.toString()) : null;
+      if (was !== due) {
+        if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
+        if (due !== null) ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
+        else ops.push({ type: 'del', key: indexedKey(chat) });
+      }
+      if (ops.length >= 10_000) await this.ctx.store.write(ops.splice(0));
+    }
+    if (this.restoredChats.size > 0) {
+      this.restoredChats.clear();
+      // The open count from the chat records (one small record per chat).
+      let open = 0;
+      await this.ctx.store.scan('c\u0000', 'c\u0001', (_k, v) => { open += (JSON.parse(v.toString('utf8')) as { o: unknown[] }).o.length; });
+      this.openTotal = open;
+      ops.push({ type: 'put', key: 'm:open', value: Buffer.from(String(open)) });
+    }
+    await this.ctx.store.write(ops);
     m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
   }
 
@@ -173,7 +227,8 @@ export class ConversationTracker implements Processor {
         const res = step(entry.state, { type: 'message', message: d, now }, this.deps.rules);
         entry.state = res.state;
         this.dirty.add(d.chat_id);
-        await this.emit(res.outputs, r);
+        if (res.outputs.every((o) => o.kind === 'sealed')) placed(entry, d, now, this.writes, this.fresh);
+        await this.emit(entry, res.outputs, r);
       }
     }
   }
@@ -183,28 +238,31 @@ export class ConversationTracker implements Processor {
     await this.sealDue(now);
   }
 
-  /** Seals, by wall clock, every open conversation whose deadline is before `now`. */
+  /** Seals, by wall clock, every open conversation that is due at `now` (deadline passed, settled). */
   private async sealDue(now: number): Promise<string[]> {
     const sealed: string[] = [];
     let from = 'd:';
-    const to = `d:${pad(now)}`;
+    const to = `d:${pad(now + 1)}`;
     for (;;) {
       const due = await this.ctx.store.range(from, to, DUE_CHUNK);
       if (due.length === 0) break;
       const chats = due.map(([k]) => k.slice(18));
       await this.load(chats.filter((c) => !this.cache.has(c)));
-      for (const chat of chats) {
-        const entry = this.entry(chat);
-        const res = step(entry.state, { type: 'tick', now, caughtUp: true }, this.deps.rules);
-        entry.state = res.state;
-        this.dirty.add(chat);
-        for (const o of res.outputs) if (o.kind === 'sealed') sealed.push(o.conversation.conversation_id);
-        await this.emit(res.outputs, null);
-      }
+      for (const chat of chats) sealed.push(...await this.tick(chat, now));
       if (due.length < DUE_CHUNK) break;
       from = `${due[due.length - 1]![0]}\u0000`;
     }
     return sealed;
+  }
+
+  /** A caught-up tick for one loaded chat; the ids of what it sealed. */
+  private async tick(chat: string, now: number): Promise<string[]> {
+    const entry = this.entry(chat);
+    const res = step(entry.state, { type: 'tick', now, caughtUp: true }, this.deps.rules);
+    entry.state = res.state;
+    this.dirty.add(chat);
+    await this.emit(entry, res.outputs, null);
+    return res.outputs.flatMap((o) => (o.kind === 'sealed' ? [o.conversation.conversation_id] : []));
   }
 
   private async command(cmd: ChatCommand, r: InputRecord, now: number): Promise<void> {
@@ -217,21 +275,15 @@ export class ConversationTracker implements Processor {
       entry.state = res.state;
       this.dirty.add(cmd.chat_id);
       for (const o of res.outputs) if (o.kind === 'sealed') sealed.push(o.conversation.conversation_id);
-      await this.emit(res.outputs, r);
+      await this.emit(entry, res.outputs, r);
     } else if (cmd.type === 'CHECK_SEALING') {
-      // Punctuate now. Dirty states of this batch are not in the index yet: flush them first
-      // into the cache's view by checking them directly, then the index for the rest.
+      // Punctuate now. Chats changed in this batch are not in the index yet: check them
+      // directly, then the index for the rest.
       const { end } = this.ctx.position();
       if (r.offset + 1 >= end) {
         for (const chat of this.dirty) {
-          const entry = this.entry(chat);
-          const d = nextDeadline(entry.state, this.deps.rules);
-          if (d !== null && d < now) {
-            const res = step(entry.state, { type: 'tick', now, caughtUp: true }, this.deps.rules);
-            entry.state = res.state;
-            for (const o of res.outputs) if (o.kind === 'sealed') sealed.push(o.conversation.conversation_id);
-            await this.emit(res.outputs, null);
-          }
+          const d = nextDeadline(this.entry(chat).state, this.deps.rules);
+          if (d !== null && d <= now) sealed.push(...await this.tick(chat, now));
         }
         sealed.push(...await this.sealDue(now));
       }
@@ -247,16 +299,19 @@ export class ConversationTracker implements Processor {
     });
   }
 
-  private async emit(outputs: Output[], source: InputRecord | null): Promise<void> {
+  private async emit(entry: Entry, outputs: Output[], source: InputRecord | null): Promise<void> {
     const { topics, codec } = this.deps;
     for (const o of outputs) {
       switch (o.kind) {
         case 'sealed': {
           const c = o.conversation;
+          sealedMessages(entry, c.messages, this.writes, this.fresh);
           m().sealed.inc({ reason: c.seal_reason });
           if (c.seal_reason === 'GAP_TIMEOUT') {
             // From the deadline, or from when the partition caught up if that was later: a
             // replay of history seals at once and would otherwise report years of delay.
+            // (Not the settle time: for live traffic it falls before the deadline, and imported
+            // history that waits for it is not late in any sense a consumer cares about.)
             const deadline = c.ended_at + c.gap_ms + this.deps.rules.graceMs;
             const from = Math.max(deadline, this.ctx.caughtUpSince() ?? deadline);
             m().sealDelay.observe(Math.max(0, c.sealed_at - from) / 1000);
@@ -292,15 +347,47 @@ export class ConversationTracker implements Processor {
 
   // --- state ---------------------------------------------------------------------------------
 
+  /** Reads a chat from the store (null: the store has no record of it). */
+  private async read(chat: string): Promise<StoredChat | null> {
+    const store = this.ctx.store;
+    const meta = await store.get(metaKey(chat));
+    if (!meta) return null;
+    const mp = messagePrefix(chat);
+    const sp = sealedPrefix(chat);
+    const messages: [string, Buffer][] = [];
+    await store.scan(mp, prefixEnd(mp), (k, v) => { messages.push([k, v]); });
+    const sealed = await store.range(sp, prefixEnd(sp), 1000);
+    return assembleChat(chat, meta, messages, sealed);
+  }
+
   private async load(chats: string[]): Promise<void> {
-    if (chats.length === 0) return;
-    const values = await this.ctx.store.getMany(chats.map((c) => `s:${c}`));
-    chats.forEach((chat, i) => {
-      const v = values[i];
-      const state = v ? decodeState(v) : emptyChatState(chat);
-      const open = v ? openConversations(state, this.deps.rules).length : 0;
-      this.cache.set(chat, { state, indexed: v ? nextDeadline(state, this.deps.rules) : null, open });
-    });
+    for (const chat of chats) {
+      const sc = await this.read(chat);
+      const indexed = sc ? nextDeadline(sc.state, this.deps.rules) : null;
+      const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0 };
+      this.cache.set(chat, entry);
+    }
+  }
+
+  /**
+   * Store writes that replace whatever the store holds of `chat` by `sc` (a converted version-1
+   * chat), with its index entry; `sc` is then cached as written.
+   */
+  private async replaceChat(chat: string, sc: StoredChat): Promise<StoreOp[]> {
+    const ops: StoreOp[] = [];
+    const store = this.ctx.store;
+    for (const p of [messagePrefix(chat), sealedPrefix(chat)]) {
+      await store.scan(p, prefixEnd(p), (k) => { ops.push({ type: 'del', key: k }); });
+    }
+    const writes: RecordWrites = new Map();
+    everything(sc, writes);
+    for (const [key, value] of writes) {
+      if (parseKey(key).kind === 'v1') continue;
+      ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
+    }
+    this.cache.delete(chat);
+    this.restoredChats.add(chat);
+    return ops;
   }
 
   private entry(chat: string): Entry {
@@ -320,40 +407,71 @@ export class ConversationTracker implements Processor {
 
   async flush(): Promise<void> {
     this.publishCounts();
-    if (this.dirty.size === 0) return;
+    if (this.upgraded.size > 0) {
+      // Chats converted from version 1: log all their records and the old key's tombstone.
+      await this.load([...this.upgraded].filter((c) => !this.cache.has(c)));
+      for (const chat of this.upgraded) {
+        everything(this.entry(chat), this.writes);
+        this.dirty.add(chat);
+      }
+      this.upgraded.clear();
+    }
+    if (this.dirty.size === 0 && this.writes.size === 0) return;
+    const local: StoreOp[] = [];
     for (const chat of this.dirty) {
       const e = this.entry(chat);
-      const value = encodeState(e.state);
-      const deadline = nextDeadline(e.state, this.deps.rules);
-      const ops: StoreOp[] = [{ type: 'put', key: `s:${chat}`, value }];
-      if (e.indexed !== deadline) {
-        if (e.indexed !== null) ops.push({ type: 'del', key: indexKey(e.indexed, chat) });
-        if (deadline !== null) ops.push({ type: 'put', key: indexKey(deadline, chat), value: Buffer.alloc(0) });
-        e.indexed = deadline;
+      structure(e, this.writes);
+      const due = nextDeadline(e.state, this.deps.rules);
+      if (e.indexed !== due) {
+        if (e.indexed !== null) local.push({ type: 'del', key: indexKey(e.indexed, chat) });
+        if (due !== null) local.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
+        else local.push({ type: 'del', key: indexedKey(chat) });
+        e.indexed = due;
       }
-      const open = openConversations(e.state, this.deps.rules).length;
+      const open = e.state.open.length;
       this.openTotal += open - e.open;
       e.open = open;
-      this.ctx.logChange(chat, value, ops);
     }
-    this.dirty.clear();
-    this.ctx.writeLocal([{ type: 'put', key: 'm:open', value: Buffer.from(String(this.openTotal)) }]);
-    m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
-    // Keep memory bounded: drop the oldest clean states.
-    if (this.cache.size > CACHE_LIMIT) {
-      let excess = this.cache.size - CACHE_LIMIT;
-      for (const key of this.cache.keys()) {
-        if (excess-- <= 0) break;
-        this.cache.delete(key);
+    for (const [key, value] of this.writes) {
+      const k = parseKey(key);
+      if (k.kind === 'v1') {
+        this.ctx.logChange(key, null, [{ type: 'del', key: `s:${k.chat}` }]);
+      } else {
+        this.ctx.logChange(key, value, [value === null ? { type: 'del', key } : { type: 'put', key, value }]);
       }
     }
+    this.writes = new Map();
+    this.fresh.clear();
+    this.dirty.clear();
+    local.push({ type: 'put', key: 'm:open', value: Buffer.from(String(this.openTotal)) });
+    this.ctx.writeLocal(local);
+    m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
+    this.trimCache();
   }
+
+  /** Keeps memory bounded: drops the oldest loaded chats beyond the count and byte limits. */
+  private trimCache(): void {
+    // Walking the cache costs its size: do it when over the count, or every TRIM_EVERY commits.
+    if (this.cache.size <= CACHE_LIMIT && ++this.commitsSinceTrim < TRIM_EVERY) return;
+    this.commitsSinceTrim = 0;
+    const over = this.cache.size - CACHE_LIMIT;
+    let bytes = 0;
+    const keys = [...this.cache.keys()];
+    // A Map iterates in load order: keep the newest within the budget.
+    for (let k = keys.length - 1; k >= 0; k--) {
+      bytes += openBytes(this.cache.get(keys[k]!)!.state);
+      if (bytes > CACHE_BYTES || k < over) this.cache.delete(keys[k]!);
+    }
+  }
+  private commitsSinceTrim = 0;
 
   abort(): void {
     this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
-    // States in the cache may hold changes of the failed transaction: reload from the store.
+    // Cached chats may hold changes of the failed transaction: reload from the store.
     this.cache.clear();
     this.dirty.clear();
+    this.writes = new Map();
+    this.fresh.clear();
   }
 
   async close(): Promise<void> {
@@ -363,14 +481,8 @@ export class ConversationTracker implements Processor {
 
   /** Open conversations of one chat, for status queries. */
   async describeChat(chat: string): Promise<{ state: ChatState | null; open: ReturnType<typeof openConversations> }> {
-    if (!this.cache.has(chat)) {
-      const v = await this.ctx.store.get(`s:${chat}`);
-      if (!v) return { state: null, open: [] };
-      const state = decodeState(v);
-      return { state, open: openConversations(state, this.deps.rules) };
-    }
-    const state = this.entry(chat).state;
-    return { state, open: openConversations(state, this.deps.rules) };
+    const state = this.cache.get(chat)?.state ?? (await this.read(chat))?.state ?? null;
+    return { state, open: state ? openConversations(state, this.deps.rules) : [] };
   }
 
   /** The next `limit` deadlines of this partition. */

@@ -65,7 +65,11 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
         const d = await tracker(task).describeChat(chat);
         return {
           chat_id: chat, partition, known: d.state !== null,
-          open: d.open.map((o) => ({ ...o, started_at: new Date(o.startedAt).toISOString(), ended_at: new Date(o.endedAt).toISOString(), deadline_at: new Date(o.deadline).toISOString() })),
+          open: d.open.map((o) => ({
+            ...o, started_at: new Date(o.startedAt).toISOString(), ended_at: new Date(o.endedAt).toISOString(), deadline_at: new Date(o.deadline).toISOString(),
+            // Rule 2 seals once past the deadline and settled (no message joined for the settle time).
+            settles_at: new Date(o.settlesAt).toISOString(), waiting_on_settle: o.settlesAt > o.deadline,
+          })),
         };
       });
       return res ?? { chat_id: chat, partition, owned: false };

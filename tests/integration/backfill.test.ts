@@ -122,12 +122,12 @@ before(async () => {
 
   app = await startApp(cfg, ['tracker', 'etl', 'analysis']);
   // The live passes (basic, language and the two LLM passes, skipped: no subscriptions) are
-  // recorded for all 89 conversations.
+  // recorded for all 87 conversations.
   const live = allPasses.passes.filter((p) => p.enabled && !DISABLED.includes(p.name)).length;
-  await waitFor('89 conversations loaded and analysed by the live passes', 180_000, async () => {
+  await waitFor('87 conversations loaded and analysed by the live passes', 180_000, async () => {
     const loaded = await count('SELECT count(*) AS n FROM conversations');
     const runs = await count(`SELECT count(*) AS n FROM analysis_runs WHERE status NOT IN ('pending', 'running')`);
-    return loaded === 89 && runs === 89 * live ? true : undefined;
+    return loaded === 87 && runs === 87 * live ? true : undefined;
   }, 500);
 });
 
@@ -143,23 +143,23 @@ after(async () => {
 
 test('the disabled passes were not run live', async () => {
   assert.equal(await count(`SELECT count(*) AS n FROM analysis_runs WHERE pass_name = ANY($1)`, [DISABLED]), 0);
-  assert.equal(await count(`SELECT count(*) AS n FROM analysis_runs WHERE pass_name = 'basic' AND status = 'completed'`), 89);
+  assert.equal(await count(`SELECT count(*) AS n FROM analysis_runs WHERE pass_name = 'basic' AND status = 'completed'`), 87);
 });
 
 test('backfill keywords: the dry run predicts the count, the backfill runs exactly that many, coverage 0 % → 100 %', async (t) => {
   const qualifying = await count('SELECT count(*) AS n FROM conversations WHERE message_count >= 3');
-  assert.ok(qualifying > 0 && qualifying < 89, `some conversations qualify for keywords (>= 3 messages), not all: ${qualifying}`);
+  assert.ok(qualifying > 0 && qualifying < 87, `some conversations qualify for keywords (>= 3 messages), not all: ${qualifying}`);
 
   const before = coverage(await cliJson<Stats>(['stats']), 'keywords');
   assert.deepEqual({ q: before.qualifying, c: before.completed, m: before.missing, pct: before.coverage_percent }, { q: qualifying, c: 0, m: qualifying, pct: 0 });
 
   const dry = await cliJson<BackfillSummary>(['backfill', 'keywords', '--dry-run']);
   assert.equal(dry.dry_run, true);
-  assert.equal(dry.records, 89);
-  assert.equal(dry.conversations, 89);
+  assert.equal(dry.records, 87);
+  assert.equal(dry.conversations, 87);
   assert.equal(dry.not_loaded, 0);
   assert.equal(dry.selected, qualifying, 'predicted count');
-  assert.equal(dry.not_qualifying, 89 - qualifying);
+  assert.equal(dry.not_qualifying, 87 - qualifying);
   assert.equal(await count(`SELECT count(*) AS n FROM analysis_runs WHERE pass_name = 'keywords'`), 0, 'a dry run records nothing');
 
   const real = await cliJson<BackfillSummary>(['backfill', 'keywords', '--rate', 'unlimited']);
@@ -167,8 +167,8 @@ test('backfill keywords: the dry run predicts the count, the backfill runs exact
   assert.equal(real.selected, dry.selected);
   assert.equal(real.completed + real.cached, dry.selected, 'runs exactly the predicted number');
   assert.equal(real.failed, 0);
-  assert.equal(real.skips_recorded, 89 - qualifying);
-  t.diagnostic(`keywords: ${qualifying} of 89 conversations qualify; dry run predicted ${dry.selected}; backfill ran ${real.completed + real.cached} in ${(real.elapsed_ms / 1000).toFixed(1)}s`);
+  assert.equal(real.skips_recorded, 87 - qualifying);
+  t.diagnostic(`keywords: ${qualifying} of 87 conversations qualify; dry run predicted ${dry.selected}; backfill ran ${real.completed + real.cached} in ${(real.elapsed_ms / 1000).toFixed(1)}s`);
 
   const afterStats = coverage(await cliJson<Stats>(['stats']), 'keywords');
   assert.equal(afterStats.completed, qualifying);
@@ -228,7 +228,7 @@ test('backfill sentiment killed half-way and started again finishes without runn
 
   const resumed = await cliJson<BackfillSummary>(['backfill', 'sentiment', '--rate', 'unlimited'], 150_000);
   assert.equal(resumed.resumed, true);
-  assert.ok(resumed.records < 89, `resumed from the committed position: read ${resumed.records} of 89 records`);
+  assert.ok(resumed.records < 87, `resumed from the committed position: read ${resumed.records} of 87 records`);
   assert.equal(resumed.failed, 0);
   // Runs executed: those completed before the kill plus those of the second invocation = the prediction.
   assert.equal(killedAt + resumed.completed + resumed.cached, P, `${killedAt} before the kill + ${resumed.completed + resumed.cached} after = ${P}`);

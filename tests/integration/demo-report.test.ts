@@ -1,7 +1,7 @@
 // `chatstats demo` as a newcomer runs it: every role, the bundled IRC logs, a fresh database. Its
-// summary must state what data/irc/README.md does (89 conversations, 13,069 messages, 949 late),
+// summary must state what data/irc/README.md does (87 conversations, 13,688 messages, 330 late),
 // and its HTML report must render in headless Chromium (Debian's `chromium` package) with a
-// timeline per chat (12), a bar per conversation (89) and the headline numbers. A screenshot is
+// timeline per chat (12), a bar per conversation (87) and the headline numbers. A screenshot is
 // kept next to the report for a person to look at.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,10 +81,10 @@ test('chatstats demo prints its summary and writes a report that renders in head
   // On a mismatch: the summary, and the demo's progress lines (how the counts evolved).
   const expectOut = (re: RegExp, what: string) => assert.match(out, re, `${what}\n--- stdout (head)\n${out.split('\n').slice(0, 20).join('\n')}\n--- stderr (tail)\n${demo.stderr.slice(-3000)}`);
   expectOut(/== chatstats demo: 14,018 messages replayed in [\d.]+s ==/, 'headline');
-  expectOut(/^89 conversations in 12 chats hold 13,069 messages; 949 messages arrived late\.$/m, 'the outcome data/irc/README.md states');
+  expectOut(/^87 conversations in 12 chats hold 13,688 messages; 330 messages arrived late\.$/m, 'the outcome data/irc/README.md states');
   expectOut(/^GAP_TIMEOUT\s+12$/m, 'one wall-clock seal per chat');
   expectOut(/^NEXT_MESSAGE\s+77$/m, 'seals by the next message');
-  expectOut(/^basic\s+89\s+0\s+0\s+100 %$/m, 'the basic pass covers every conversation');
+  expectOut(/^basic\s+87\s+0\s+0\s+100 %$/m, 'the basic pass covers every conversation');
   expectOut(/A few conversations:/, 'examples');
   expectOut(/Where to look next:[\s\S]*metrics:[\s\S]*SQL:/, 'where to look next');
   assert.ok(out.includes(`HTML report: ${report}`), 'names the report');
@@ -99,21 +99,21 @@ test('chatstats demo prints its summary and writes a report that renders in head
   const dom = dump.stdout;
   assert.match(dom, /^\s*(<!DOCTYPE html>\s*)?<html\b[^>]*>[\s\S]*<\/html>\s*$/i, "the DOM of a whole page");
   assert.equal(count(dom, /<section class="chat"/g), 12, 'one timeline per chat');
-  assert.equal(count(dom, /<rect class="conv"/g), 89, 'one bar per conversation');
+  assert.equal(count(dom, /<rect class="conv"/g), 87, 'one bar per conversation');
   const ids = [...dom.matchAll(/<rect class="conv" data-id="([^"]+)"/g)].map((m) => m[1]);
-  assert.equal(new Set(ids).size, 89, 'every conversation once');
+  assert.equal(new Set(ids).size, 87, 'every conversation once');
   for (const m of dom.matchAll(/<rect class="conv"[^>]*\bx="([\d.]+)"[^>]*\bwidth="([\d.]+)"/g)) {
     assert.ok(Number(m[1]) >= 0 && Number(m[1]) + Number(m[2]) <= 900 + 3 + 0.1, `bar inside its timeline: x=${m[1]} width=${m[2]}`);
   }
   assert.equal(count(dom, /<rect class="conv"[^>]*fill="#3b82f6"/g), 77, 'NEXT_MESSAGE bars');
   assert.equal(count(dom, /<rect class="conv"[^>]*fill="#10b981"/g), 12, 'GAP_TIMEOUT bars');
   assert.equal(kpi(dom, 'kpi-messages'), '14,018');
-  assert.equal(kpi(dom, 'kpi-conversations'), '89');
-  assert.equal(kpi(dom, 'kpi-late'), '949');
-  assert.match(dom, />13,069<p>messages in conversations<\/p>/);
+  assert.equal(kpi(dom, 'kpi-conversations'), '87');
+  assert.equal(kpi(dom, 'kpi-late'), '330');
+  assert.match(dom, />13,688<p>messages in conversations<\/p>/);
   assert.equal(count(dom, /<table id="conversations">[\s\S]*?<\/table>/g), 1);
-  assert.equal(count((/<table id="conversations">[\s\S]*?<\/table>/.exec(dom) ?? [''])[0], /<tr>/g), 90, 'a header and 89 conversation rows');
-  assert.match(dom, /<table id="coverage">[\s\S]*<td>basic<\/td><td class="num">89<\/td>/);
+  assert.equal(count((/<table id="conversations">[\s\S]*?<\/table>/.exec(dom) ?? [''])[0], /<tr>/g), 88, 'a header and 87 conversation rows');
+  assert.match(dom, /<table id="coverage">[\s\S]*<td>basic<\/td><td class="num">87<\/td>/);
 
   // A screenshot, for a person to judge (kept with KEEP_DEMO_REPORT=1).
   const png = path.join(dir, 'demo.png');

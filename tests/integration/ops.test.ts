@@ -268,7 +268,7 @@ test('/readyz is 503 while a SIGKILLed tracker restores its stores from the chan
 
 // --- (b) /metrics after the IRC replay, and the log format -----------------------------------
 
-test('/metrics after the IRC replay: 89 conversations, 949 late, caught up; JSON logs with a component', { timeout: 240_000 }, async () => {
+test('/metrics after the IRC replay: 87 conversations, 330 late, caught up; JSON logs with a component', { timeout: 240_000 }, async () => {
   const env = await opsEnv('ops-irc');
   const cfg = configOf(env);
   // The CLI, as an operator would: `chatstats produce FILE`.
@@ -282,11 +282,11 @@ test('/metrics after the IRC replay: 89 conversations, 949 late, caught up; JSON
 
   const tracker = spawnTracker(env);
   const t0 = Date.now();
-  const m = await waitFor('89 sealed, 949 late, nothing open, no lag', 150_000, async () => {
+  const m = await waitFor('87 sealed, 330 late, nothing open, no lag', 150_000, async () => {
     if (tracker.proc.exitCode !== null) throw new Error(`tracker exited with ${tracker.proc.exitCode}:\n${tail(tracker)}`);
     const m = await metricsOf(env);
     const lags = m.get('chatstats_consumer_lag') ?? [];
-    const done = sum(m, 'chatstats_conversations_sealed_total') >= 89 && sum(m, 'chatstats_tracker_late_total') >= 949
+    const done = sum(m, 'chatstats_conversations_sealed_total') >= 87 && sum(m, 'chatstats_tracker_late_total') >= 330
       && sum(m, 'chatstats_open_conversations') === 0 && lags.length === cfg.topicPartitions && lags.every((s) => s.value === 0);
     return done ? m : undefined;
   }, 500);
@@ -295,14 +295,14 @@ test('/metrics after the IRC replay: 89 conversations, 949 late, caught up; JSON
   const again = await metricsOf(env);
 
   for (const x of [m, again]) {
-    assert.equal(sum(x, 'chatstats_conversations_sealed_total'), 89);
-    assert.equal(sum(x, 'chatstats_tracker_late_total'), 949);
+    assert.equal(sum(x, 'chatstats_conversations_sealed_total'), 87);
+    assert.equal(sum(x, 'chatstats_tracker_late_total'), 330);
     assert.equal(sum(x, 'chatstats_open_conversations'), 0);
   }
   const results = byLabel(again, 'chatstats_tracker_messages_total', 'result');
   assert.equal(sum(again, 'chatstats_tracker_messages_total'), 14_018, `every input record counted once: ${JSON.stringify(results)}`);
-  assert.equal(results.late, 949);
-  assert.equal(results.accepted, 13_069);
+  assert.equal(results.late, 330);
+  assert.equal(results.accepted, 13_688);
   const reasons = byLabel(again, 'chatstats_conversations_sealed_total', 'reason');
   assert.deepEqual(reasons, { NEXT_MESSAGE: 77, GAP_TIMEOUT: 12 });
   assert.equal(sum(again, 'chatstats_tracker_dlq_total'), 0);

@@ -28,7 +28,7 @@ async function sealedAndLate(): Promise<{ sealed: ConversationSealed[]; late: La
   return { sealed, late };
 }
 
-test('the IRC sample gives 89 conversations of 13,069 messages and 949 late messages', async () => {
+test('the IRC sample gives 87 conversations of 13,688 messages and 330 late messages', async () => {
   const admin = kafka.admin();
   await admin.connect();
   await ensureTopics(admin, cfg);
@@ -50,19 +50,19 @@ test('the IRC sample gives 89 conversations of 13,069 messages and 949 late mess
 
   const app = await startApp(cfg, ['tracker']);
   apps.push(app);
-  const { sealed, late } = await waitFor('89 sealed and 949 late', 90_000, async () => {
+  const { sealed, late } = await waitFor('87 sealed and 330 late', 90_000, async () => {
     const r = await sealedAndLate();
-    return r.sealed.length >= 89 && r.late.length >= 949 ? r : undefined;
+    return r.sealed.length >= 87 && r.late.length >= 330 ? r : undefined;
   }, 500);
 
   // Nothing more arrives once everything is sealed.
   await new Promise((r) => setTimeout(r, 1500));
   const again = await sealedAndLate();
-  assert.equal(again.sealed.length, 89, 'sealed conversations');
-  assert.equal(again.late.length, 949, 'late messages');
+  assert.equal(again.sealed.length, 87, 'sealed conversations');
+  assert.equal(again.late.length, 330, 'late messages');
 
-  assert.equal(sealed.reduce((s, c) => s + c.message_count, 0), 13_069, 'messages in sealed conversations');
-  assert.equal(new Set(sealed.map((c) => c.conversation_id)).size, 89, 'conversation ids are unique');
+  assert.equal(sealed.reduce((s, c) => s + c.message_count, 0), 13_688, 'messages in sealed conversations');
+  assert.equal(new Set(sealed.map((c) => c.conversation_id)).size, 87, 'conversation ids are unique');
   for (const c of sealed) {
     assert.equal(c.messages.length, c.message_count);
     assert.equal(c.messages[0]!.sent_at, c.started_at);
@@ -76,8 +76,10 @@ test('the IRC sample gives 89 conversations of 13,069 messages and 949 late mess
   assert.equal(seen.size, 14_018);
   assert.deepEqual([...new Set(late.map((l) => l.message.chat_id))], ['irc:ubuntu-meeting.2']);
   assert.ok(late.every((l) => l.would_be_conversation_id !== null), 'every late message names the conversation it would have joined');
-  // 12 chats: each chat's last conversation is sealed by the wall clock once caught up.
-  assert.equal(sealed.filter((c) => c.seal_reason === 'GAP_TIMEOUT').length, 12);
+  // Each of the 12 chats' last conversation is sealed by the wall clock once caught up, and so is
+  // the last conversation of ubuntu-meeting.2's stretch behind its clock jump (nothing later in
+  // that stretch arrives to prove its gap).
+  assert.equal(sealed.filter((c) => c.seal_reason === 'GAP_TIMEOUT').length, 13);
   assert.equal(await app.ready(), true);
   await app.stop();
   apps.pop();
@@ -89,16 +91,16 @@ test('the IRC sample gives 89 conversations of 13,069 messages and 949 late mess
   apps.push(replay);
   const both = await waitFor('the replay', 90_000, async () => {
     const r = await sealedAndLate();
-    return r.sealed.length >= 178 && r.late.length >= 1898 ? r : undefined;
+    return r.sealed.length >= 174 && r.late.length >= 660 ? r : undefined;
   }, 500);
   const shape = (c: ConversationSealed) => JSON.stringify({ ...c, sealed_at: 0 });
   const first = new Set(both.sealed.slice(0, 0).map(shape));
   for (const c of sealed) first.add(shape(c));
   const ids = new Map<string, number>();
   for (const c of both.sealed) ids.set(c.conversation_id, (ids.get(c.conversation_id) ?? 0) + 1);
-  assert.equal(ids.size, 89);
+  assert.equal(ids.size, 87);
   assert.ok([...ids.values()].every((n) => n === 2));
   const replayed = both.sealed.filter((c) => !sealed.some((s) => s.conversation_id === c.conversation_id && s.sealed_at === c.sealed_at));
-  assert.equal(replayed.length, 89);
+  assert.equal(replayed.length, 87);
   assert.deepEqual(new Set(replayed.map(shape)), first);
 });

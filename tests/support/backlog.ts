@@ -281,8 +281,11 @@ export function expectedOutcome(messages: readonly ChatMessage[], rules: RulesCo
     states.set(m.chat_id, res.state);
     collect(res.outputs);
   }
+  // The final tick comes once every conversation has settled (no message joined it for the
+  // settle time): the wall-clock seals a caught-up tracker makes at the end.
+  const tickAt = now + Math.min(rules.settleMs, maxGap + rules.graceMs);
   for (const [chat, state] of states) {
-    const res = step(state, { type: 'tick', now, caughtUp: true }, rules);
+    const res = step(state, { type: 'tick', now: tickAt, caughtUp: true }, rules);
     states.set(chat, res.state);
     collect(res.outputs);
   }
