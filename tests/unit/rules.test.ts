@@ -2,15 +2,17 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ChatMessage, ConversationSealed, LateMessage } from '../../src/records/types';
 import {
-  SEALED_HISTORY, conversationId, decodeState, emptyChatState, encodeState, messageBytes, nextDeadline,
+  SEALED_HISTORY, STATE_VERSION, conversationId, decodeState, emptyChatState, encodeState, messageBytes, nextDeadline,
   openConversations, step, type ChatEvent, type ChatState, type Output, type RulesConfig,
 } from '../../src/sessionization/rules';
 
 const GAP = 100;
 const BIG = 1_000_000_000;
+/** CONVERSATION_SETTLE's default. Against the millisecond gaps of these tests, gap + grace is the settle time in force. */
+const SETTLE = 60_000;
 
 function cfgWith(over: Partial<RulesConfig> = {}): RulesConfig {
-  return { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 0, maxMessages: BIG, maxBytes: BIG, maxFutureSkewMs: BIG, ...over };
+  return { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: SETTLE, maxMessages: BIG, maxBytes: BIG, maxFutureSkewMs: BIG, ...over };
 }
 
 let counter = 0;
@@ -178,14 +180,31 @@ describe('duplicates', () => {
     assert.equal(chat.send({ ...a })[0]!.kind, 'duplicate');
   });
 
-  test('an id seen in an already sealed conversation is judged by the late check, not as a duplicate', () => {
+  // Changed by sessionization v2: an id of a remembered sealed conversation used to be judged by the
+  // late check (and came out late); it is now a duplicate.
+  test('an id seen in a remembered sealed conversation is a duplicate, not late, and changes nothing', () => {
     const chat = new Chat(cfgWith());
     const a = msg(1000);
     chat.send(a);
-    const [sealed] = sealedOf(chat.force(1001));
-    const out = chat.send({ ...a });
-    assert.equal(out[0]!.kind, 'late');
-    assert.equal(lateOf(out)[0]!.would_be_conversation_id, sealed!.conversation_id);
+    chat.force(1001);
+    const before = encodeState(chat.state);
+    const again = { ...a };
+    assert.deepEqual(chat.send(again, 5000), [{ kind: 'duplicate', message: again }]);
+    // Even with another sent_at (one that would otherwise be placed): the id decides.
+    const moved = { ...a, sent_at: 3000 };
+    assert.deepEqual(chat.send(moved, 5000), [{ kind: 'duplicate', message: moved }]);
+    assert.deepEqual(encodeState(chat.state), before);
+  });
+
+  test('sealed summaries carry their message ids', () => {
+    const chat = new Chat(cfgWith());
+    const a = msg(1000);
+    const b = msg(1050);
+    const c = msg(1020);
+    for (const m of [a, b, c]) chat.send(m);
+    chat.send(msg(5000));
+    assert.equal(chat.state.sealed.length, 1);
+    assert.deepEqual([...chat.state.sealed[0]!.messageIds].sort(), [a, b, c].map((m) => m.message_id).sort());
   });
 });
 
@@ -208,13 +227,19 @@ describe('late messages', () => {
     assert.deepEqual(spans(chat), [[1201, 1300, 2]]);
   });
 
-  test('a late message that predates every sealed conversation by more than the gap names none', () => {
+  // Changed by sessionization v2: a message older than every sealed conversation by more than the
+  // gap used to be late (at or before the chat's sealed reach, naming none); it is now placed.
+  test('a message farther than the gap before every sealed conversation is placed, not late', () => {
     const chat = new Chat(cfgWith());
     chat.send(msg(1000));
     chat.send(msg(2000));
-    const out = chat.send(msg(500));
-    assert.equal(out.length, 1);
-    assert.equal(lateOf(out)[0]!.would_be_conversation_id, null);
+    assert.equal(chat.state.sealedReach, 1100);
+    assert.deepEqual(chat.send(msg(899)), []);
+    assert.deepEqual(chat.send(msg(500)), []);
+    assert.deepEqual(spans(chat), [[500, 500, 1], [899, 899, 1], [2000, 2000, 1]]);
+    // ... and a message at the start of the sealed one's reach (started_at - gap) is late.
+    const out = chat.send(msg(900));
+    assert.equal(lateOf(out).length, 1);
     assert.equal(lateOf(out)[0]!.chat_sealed_reach, 1100);
   });
 
@@ -312,9 +337,9 @@ describe('per-type gaps', () => {
     const cfg = cfgWith({ gapMs: 100, gapByTypeMs: { group: 30 } });
     const chat = new Chat(cfg);
     chat.send(msg(1000));
-    assert.equal(nextDeadline(chat.state, cfg), 1100);
+    assert.equal(nextDeadline(chat.state, cfg), 1101);
     chat.send(msg(1010, { chat_type: 'group' }));
-    assert.equal(nextDeadline(chat.state, cfg), 1040);
+    assert.equal(nextDeadline(chat.state, cfg), 1041);
     chat.send(msg(1020, { chat_type: 'direct' }));
     const [c] = sealedOf(chat.force(2000));
     assert.equal(c!.chat_type, 'group');
@@ -325,7 +350,7 @@ describe('per-type gaps', () => {
     const cfg = cfgWith({ gapMs: 100 });
     const chat = new Chat(cfg);
     chat.send(msg(1000, { chat_type: 'constructor' }));
-    assert.equal(nextDeadline(chat.state, cfg), 1100);
+    assert.equal(nextDeadline(chat.state, cfg), 1101);
   });
 });
 
@@ -341,16 +366,20 @@ describe('grace', () => {
     assert.equal(out[0]!.seal_reason, 'NEXT_MESSAGE');
   });
 
+  // Changed by sessionization v2: the message that joins at 1150 also starts the settle time
+  // (gap + grace = 150 here), so the tick that used to seal at 1251 now seals at 1300.
   test('grace delays rule 2 and lets a message within the gap still join', () => {
     const chat = new Chat(cfgWith({ graceMs: 50 }));
     chat.send(msg(1000));
     assert.deepEqual(chat.tick(1150), []);
     assert.deepEqual(chat.send(msg(1100), 1150), []);
     assert.deepEqual(chat.tick(1250), []);
-    const [c] = sealedOf(chat.tick(1251));
+    assert.deepEqual(chat.tick(1251), [], 'past the deadline, not yet settled');
+    assert.deepEqual(chat.tick(1299), []);
+    const [c] = sealedOf(chat.tick(1300));
     assert.equal(c!.seal_reason, 'GAP_TIMEOUT');
     assert.equal(c!.message_count, 2);
-    assert.equal(c!.sealed_at, 1251);
+    assert.equal(c!.sealed_at, 1300);
   });
 });
 
@@ -359,7 +388,8 @@ describe('wall-clock ticks (rule 2)', () => {
     const cfg = cfgWith();
     const chat = new Chat(cfg);
     chat.send(msg(1000));
-    assert.equal(nextDeadline(chat.state, cfg), 1100);
+    // Changed by sessionization v2: nextDeadline is now the first tick time that seals (deadline + 1 ms).
+    assert.equal(nextDeadline(chat.state, cfg), 1101);
     assert.deepEqual(chat.tick(1100), []);
     const out = chat.tick(1101);
     assert.equal(out.length, 1);
@@ -376,7 +406,7 @@ describe('wall-clock ticks (rule 2)', () => {
     assert.equal(sealedOf(chat.tick(1e12, true)).length, 1);
   });
 
-  test('a tick seals only the expired prefix, in started_at order', () => {
+  test('a tick seals only the expired conversations, in started_at order', () => {
     const chat = new Chat(cfgWith({ graceMs: 5000 }));
     chat.send(msg(3000));
     chat.send(msg(1000));
@@ -396,13 +426,14 @@ describe('wall-clock ticks (rule 2)', () => {
     assert.ok(out.every((c) => c.seal_reason === 'NEXT_MESSAGE'));
   });
 
-  test('an old message that opens a conversation already proven closed is sealed at once', () => {
+  // Changed by sessionization v2 (issue 12, case 2): rule 1 no longer seals on the chat's newest
+  // sent_at, so an old message behind the newest one is no longer sealed at once on its own.
+  test('an old message behind the chat\'s newest one stays open, and seals nothing', () => {
     const chat = new Chat(cfgWith());
     chat.send(msg(10_000));
     const old = msg(1000);
-    const out = sealedOf(chat.send(old));
-    assert.deepEqual(out.map(ids), [[old.message_id]]);
-    assert.equal(out[0]!.seal_reason, 'NEXT_MESSAGE');
+    assert.deepEqual(chat.send(old, 10_001), []);
+    assert.deepEqual(spans(chat), [[1000, 1000, 1], [10_000, 10_000, 1]]);
   });
 });
 
@@ -566,9 +597,34 @@ describe('determinism and state', () => {
     assert.deepEqual(decodeState(encodeState(r.state)), r.state);
   });
 
+  test('the empty state is version 2: nothing open, sealed, remembered or forgotten', () => {
+    assert.equal(STATE_VERSION, 2);
+    assert.deepEqual(emptyChatState('c'), {
+      v: 2, chatId: 'c', chatType: null, clock: null, sealedReach: null, forgottenReach: null, open: [], sealed: [],
+    });
+  });
+
   test('decodeState rejects foreign data', () => {
     assert.throws(() => decodeState(Buffer.from('nope')), /not valid JSON/);
-    assert.throws(() => decodeState(Buffer.from('{"v":99}')), /version/);
+    assert.throws(() => decodeState(Buffer.from('{"v":99,"chatId":"c","open":[],"sealed":[]}')), /version/);
+    assert.throws(() => decodeState(Buffer.from('{"v":2}')), /missing chatId/);
+  });
+
+  test('a version 1 state is upgraded on decode: its open conversations count as settled', () => {
+    const cfg = cfgWith();
+    const chat = new Chat(cfg);
+    chat.send(msg(1000), 1000);
+    chat.send(msg(2000), 2000); // [1000] sealed, [2000] open
+    const v1 = JSON.parse(encodeState(chat.state).toString('utf8')) as Record<string, unknown> & { open: Array<Record<string, unknown>>; sealed: Array<Record<string, unknown>> };
+    v1.v = 1;
+    delete v1.forgottenReach;
+    for (const c of v1.open) delete c.arrivedAt;
+    for (const x of v1.sealed) delete x.messageIds;
+    const state = decodeState(Buffer.from(JSON.stringify(v1)));
+    assert.equal(state.v, STATE_VERSION);
+    assert.equal(state.forgottenReach, null);
+    assert.equal(nextDeadline(state, cfg), 2101);
+    assert.equal(sealedOf(step(state, { type: 'tick', now: 2101, caughtUp: true }, cfg).outputs).length, 1);
   });
 
   test('openConversations and nextDeadline describe the open conversations', () => {
@@ -579,11 +635,372 @@ describe('determinism and state', () => {
     const b = msg(1050);
     chat.send(a);
     chat.send(b);
-    chat.send(msg(5000));
-    assert.deepEqual(openConversations(chat.state, cfg), [
-      { startedAt: 5000, endedAt: 5000, messageCount: 1, bytes: openConversations(chat.state, cfg)[0]!.bytes, deadline: 5107, continuesConversationId: null },
-    ]);
-    assert.equal(nextDeadline(chat.state, cfg), 5107);
+    const c = msg(5000);
+    chat.send(c, 5003);
+    // Changed by sessionization v2: views carry arrivedAt and settlesAt, and nextDeadline is the
+    // first tick time that seals: after the deadline (5107) and at or after the settle time
+    // (arrived 5003 + min(60000, 107) = 5110).
+    assert.deepEqual(openConversations(chat.state, cfg), [{
+      startedAt: 5000, endedAt: 5000, messageCount: 1, bytes: messageBytes(c), deadline: 5107, arrivedAt: 5003, settlesAt: 5110,
+      continuesConversationId: null,
+    }]);
+    assert.equal(nextDeadline(chat.state, cfg), 5110);
     assert.equal(sealedOf(chat.outputs)[0]!.message_count, 2);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Sessionization v2 (SPEC section 2 as revised, issue 12), clause by clause.
+
+const MIN = 60_000;
+const GAP_90M = 90 * MIN;
+
+describe('v2 (a): history arriving behind the chat\'s newest messages', () => {
+  test('forms its own conversations, sealed by its own later messages: not single messages, not late', () => {
+    const chat = new Chat(cfgWith());
+    chat.send(msg(100_000));
+    chat.send(msg(100_050));
+    // Older history arrives afterwards (a phone back online, an import into a live chat).
+    const h = [1000, 1050, 1100, 1300, 1350, 1600].map((t) => msg(t));
+    const outs = h.map((m, i) => chat.send(m, 100_100 + i));
+    assert.deepEqual(outs.flat().filter((o) => o.kind !== 'sealed'), [], 'nothing late, duplicate or invalid');
+    assert.deepEqual(outs.map((o) => sealedOf(o).map(ids)), [
+      [], [], [], [[h[0]!, h[1]!, h[2]!].map((m) => m.message_id)], [], [[h[3]!, h[4]!].map((m) => m.message_id)],
+    ]);
+    assert.ok(sealedOf(chat.outputs).every((c) => c.seal_reason === 'NEXT_MESSAGE'));
+    // The history's later messages never sealed the chat's newer conversation.
+    assert.deepEqual(spans(chat), [[1600, 1600, 1], [100_000, 100_050, 2]]);
+    // The chat's next new message proves the gap after both, sealed in started_at order.
+    const next = sealedOf(chat.send(msg(100_200), 100_200));
+    assert.deepEqual(next.map((c) => [c.started_at, c.ended_at, c.seal_reason]), [[1600, 1600, 'NEXT_MESSAGE'], [100_000, 100_050, 'NEXT_MESSAGE']]);
+  });
+
+  test('gives the same conversations as the same messages arriving in sent_at order', () => {
+    const times = [1000, 1050, 1100, 1300, 1350, 1600, 100_000, 100_050];
+    const conversationsIn = (order: number[]) => {
+      const chat = new Chat(cfgWith());
+      const ms = times.map((t, i) => msg(t, { message_id: `h${i}` }));
+      let now = 200_000;
+      for (const i of order) chat.send(ms[i]!, now++);
+      chat.force(now);
+      assert.deepEqual(chat.outputs.filter((o) => o.kind !== 'sealed'), [], `nothing but seals for arrival order ${order.join(',')}`);
+      return sealedOf(chat.outputs)
+        .map((c) => [c.conversation_id, c.started_at, c.ended_at, ids(c)] as const)
+        .sort((a, b) => a[1] - b[1]);
+    };
+    const inOrder = conversationsIn([0, 1, 2, 3, 4, 5, 6, 7]);
+    assert.deepEqual(inOrder.map((c) => [c[1], c[2]]), [[1000, 1100], [1300, 1350], [1600, 1600], [100_000, 100_050]]);
+    assert.deepEqual(conversationsIn([6, 7, 0, 1, 2, 3, 4, 5]), inOrder, 'newer messages first, then the history');
+    assert.deepEqual(conversationsIn([6, 7, 3, 4, 5, 0, 1, 2]), inOrder, 'newer messages, then the history in two blocks, the later first');
+    assert.deepEqual(conversationsIn([7, 6, 5, 4, 3, 2, 1, 0]), inOrder, 'everything in reverse');
+  });
+
+  test('a day of older history behind live conversations, with a realistic gap', () => {
+    const cfg = cfgWith({ gapMs: GAP_90M, settleMs: MIN, maxFutureSkewMs: 3_600_000 });
+    const chat = new Chat(cfg);
+    const today = Date.UTC(2026, 11, 1, 12);
+    chat.send(msg(today), today + 100);
+    chat.send(msg(today + 2 * MIN), today + 2 * MIN + 100);
+    // Yesterday's messages arrive now: two conversations three hours apart.
+    const y = today - 24 * 3_600_000;
+    const now = today + 3 * MIN;
+    const first = [y, y + 10 * MIN, y + 80 * MIN].map((t) => msg(t));
+    const second = [y + 3 * 60 * MIN, y + 3 * 60 * MIN + 1].map((t) => msg(t));
+    for (const m of first) assert.deepEqual(chat.send(m, now), []);
+    const out = chat.send(second[0]!, now);
+    assert.deepEqual(sealedOf(out).map((c) => [c.started_at, c.ended_at, c.message_count]), [[y, y + 80 * MIN, 3]]);
+    assert.deepEqual(chat.send(second[1]!, now), []);
+    assert.deepEqual(spans(chat), [[y + 180 * MIN, y + 180 * MIN + 1, 2], [today, today + 2 * MIN, 2]]);
+  });
+});
+
+describe('v2 (b): producing the same messages twice', () => {
+  test('the second time every message is a duplicate, none late, ids of sealed conversations included', () => {
+    const chat = new Chat(cfgWith());
+    const batch = [1000, 1050, 1300, 1320, 1600, 1700].map((t) => msg(t));
+    for (const m of batch) chat.send(m);
+    assert.deepEqual(sealedOf(chat.outputs).map((c) => [c.started_at, c.ended_at]), [[1000, 1050], [1300, 1320]]);
+    assert.deepEqual(spans(chat), [[1600, 1700, 2]]);
+    const resend = (from: number) => {
+      const before = encodeState(chat.state);
+      const outs = batch.map((m, i) => chat.send({ ...m }, from + i));
+      assert.deepEqual(outs.map((o) => o.map((x) => x.kind)), batch.map(() => ['duplicate']));
+      assert.deepEqual(encodeState(chat.state), before, 'a re-sent message changes nothing, not even an arrival time');
+    };
+    resend(10_000);
+    // Sealed by the wall clock, then produced a third time.
+    assert.equal(sealedOf(chat.tick(10_100)).length, 1);
+    resend(20_000);
+    assert.deepEqual(lateOf(chat.outputs), []);
+  });
+
+  test('a retried batch does not delay the settle time of its conversation', () => {
+    const chat = new Chat(cfgWith());
+    const a = msg(1000);
+    chat.send(a, 1000);
+    chat.send({ ...a }, 1090);
+    assert.equal(nextDeadline(chat.state, chat.cfg), 1101);
+    assert.equal(sealedOf(chat.tick(1101)).length, 1);
+  });
+});
+
+describe('v2 (c): batches with pauses, the settle time (rule 2)', () => {
+  const cfg = cfgWith({ gapMs: GAP_90M, settleMs: MIN });
+  const T = Date.UTC(2020, 0, 1); // the history's time
+  const T0 = Date.UTC(2026, 11, 1); // processing time
+
+  test('ticks past the deadline but before the settle time do not seal; at the settle time they do (pinned now)', () => {
+    const chat = new Chat(cfg);
+    // Batch 1: a conversation of 2020, produced into a live, caught-up tracker.
+    chat.send(msg(T), T0);
+    chat.send(msg(T + MIN), T0 + 1);
+    chat.send(msg(T + 2 * MIN), T0 + 2);
+    assert.deepEqual(openConversations(chat.state, cfg).map((c) => [c.deadline, c.arrivedAt, c.settlesAt]), [
+      [T + 2 * MIN + GAP_90M, T0 + 2, T0 + 2 + MIN],
+    ]);
+    assert.equal(nextDeadline(chat.state, cfg), T0 + 2 + MIN);
+    // Between batches the partition is caught up; the conversation's deadline is years old.
+    assert.deepEqual(chat.tick(T0 + 2_000), []);
+    const b2 = T0 + 2 + MIN - 1;
+    assert.deepEqual(chat.tick(b2), []);
+    // Batch 2, just under a minute after batch 1: the conversation goes on, nothing is late.
+    assert.deepEqual(chat.send(msg(T + 3 * MIN), b2), []);
+    assert.deepEqual(chat.send(msg(T + 4 * MIN), b2 + 1), []);
+    // The history's own next conversation proves the gap after the first (rule 1).
+    const out = chat.send(msg(T + 4 * MIN + GAP_90M + 1), b2 + 2);
+    assert.deepEqual(sealedOf(out).map((c) => [c.started_at, c.ended_at, c.message_count, c.seal_reason]), [
+      [T, T + 4 * MIN, 5, 'NEXT_MESSAGE'],
+    ]);
+    // The last one settles a minute after its last message arrived.
+    assert.equal(nextDeadline(chat.state, cfg), b2 + 2 + MIN);
+    assert.deepEqual(chat.tick(b2 + 2 + MIN - 1), []);
+    assert.deepEqual(chat.tick(b2 + 2 + MIN, false), [], 'not caught up: still only rule 1');
+    const [c] = sealedOf(chat.tick(b2 + 2 + MIN));
+    assert.equal(c!.seal_reason, 'GAP_TIMEOUT');
+    assert.equal(c!.message_count, 1);
+    assert.equal(c!.sealed_at, b2 + 2 + MIN);
+    assert.deepEqual(lateOf(chat.outputs), []);
+  });
+
+  test('a pause as long as the settle time seals at the tick; the next batch within the gap is then late', () => {
+    const chat = new Chat(cfg);
+    chat.send(msg(T), T0);
+    const [sealed] = sealedOf(chat.tick(T0 + MIN));
+    assert.equal(sealed!.seal_reason, 'GAP_TIMEOUT');
+    const out = chat.send(msg(T + MIN), T0 + MIN + 1);
+    assert.equal(lateOf(out)[0]!.would_be_conversation_id, sealed!.conversation_id);
+  });
+
+  test('the settle time in force is min(CONVERSATION_SETTLE, gap + grace)', () => {
+    const settles = (over: Partial<RulesConfig>, m: ChatMessage, now: number, expected: number) => {
+      const chat = new Chat(cfgWith(over));
+      chat.send(m, now);
+      assert.equal(openConversations(chat.state, chat.cfg)[0]!.settlesAt, expected);
+      assert.equal(nextDeadline(chat.state, chat.cfg), expected);
+      assert.deepEqual(chat.tick(expected - 1), [], `${JSON.stringify(over)}: not before ${expected}`);
+      assert.equal(sealedOf(chat.tick(expected)).length, 1, `${JSON.stringify(over)}: at ${expected}`);
+    };
+    settles({ graceMs: 20, settleMs: 60_000 }, msg(1000), 5000, 5120); // gap + grace is shorter
+    settles({ graceMs: 20, settleMs: 50 }, msg(1000), 5000, 5050); // the setting is shorter
+    settles({ gapByTypeMs: { group: 30 } }, msg(1000, { chat_type: 'group' }), 5000, 5030); // the chat type's gap
+    settles({ settleMs: 0 }, msg(1000), 5000, 5000); // zero: no settle time
+  });
+
+  test('rule 2 seals whatever is past its deadline and settled, not necessarily a prefix', () => {
+    const chat = new Chat(cfgWith());
+    chat.send(msg(2000), 2000);
+    chat.send(msg(1000), 2050); // history: its deadline (1100) long passed, it settles at 2150
+    assert.equal(nextDeadline(chat.state, chat.cfg), 2101);
+    assert.deepEqual(sealedOf(chat.tick(2101)).map((c) => c.started_at), [2000]);
+    assert.deepEqual(spans(chat), [[1000, 1000, 1]]);
+    assert.equal(nextDeadline(chat.state, chat.cfg), 2150);
+    assert.deepEqual(chat.tick(2149), []);
+    assert.deepEqual(sealedOf(chat.tick(2150)).map((c) => [c.started_at, c.seal_reason]), [[1000, 'GAP_TIMEOUT']]);
+  });
+
+  test('several seals on one tick come in started_at order, whatever their arrival order', () => {
+    const chat = new Chat(cfgWith());
+    chat.send(msg(2000), 2000);
+    chat.send(msg(1000), 2001);
+    assert.deepEqual(sealedOf(chat.tick(3000)).map((c) => c.started_at), [1000, 2000]);
+  });
+});
+
+describe('v2 (d): merges behind the newest message', () => {
+  test('a message between two history conversations merges them; the merge restarts the settle time', () => {
+    const chat = new Chat(cfgWith());
+    const n = msg(10_000);
+    chat.send(n, 10_000);
+    const b = msg(1150);
+    const a = msg(1000);
+    assert.deepEqual(chat.send(b, 10_010), []);
+    assert.deepEqual(chat.send(a, 10_020), [], 'an earlier message never proves a gap after a later one');
+    assert.deepEqual(spans(chat), [[1000, 1000, 1], [1150, 1150, 1], [10_000, 10_000, 1]]);
+    const mid = msg(1080);
+    assert.deepEqual(chat.send(mid, 10_030), []);
+    assert.deepEqual(spans(chat), [[1000, 1150, 3], [10_000, 10_000, 1]]);
+    assert.equal(openConversations(chat.state, chat.cfg)[0]!.arrivedAt, 10_030);
+    assert.equal(openConversations(chat.state, chat.cfg)[0]!.settlesAt, 10_130);
+    // A tick after the parts would have settled (10_110, 10_120) but before the merge has: only the newest one seals.
+    assert.deepEqual(sealedOf(chat.tick(10_125)).map((c) => [c.started_at, c.seal_reason]), [[10_000, 'GAP_TIMEOUT']]);
+    // The history's own later message seals the merged conversation.
+    const [c] = sealedOf(chat.send(msg(1300), 10_126));
+    assert.equal(c!.seal_reason, 'NEXT_MESSAGE');
+    assert.deepEqual(ids(c!), [a, mid, b].map((m) => m.message_id));
+    assert.equal(c!.conversation_id, conversationId('chat-1', 1000, a.message_id));
+    assert.deepEqual(spans(chat), [[1300, 1300, 1]]);
+    assert.deepEqual(lateOf(chat.outputs), []);
+  });
+});
+
+describe('v2 (e): late means inside the reach of a sealed conversation', () => {
+  /** S1 = [1000, 1050] (reach [900, 1150]) and S2 = [2000, 2050] (reach [1900, 2150]) sealed; [3000] open. */
+  function twoSealed(): { chat: Chat; s1: ConversationSealed; s2: ConversationSealed } {
+    const chat = new Chat(cfgWith());
+    for (const t of [1000, 1050, 2000, 2050, 3000]) chat.send(msg(t));
+    const [s1, s2] = sealedOf(chat.outputs);
+    assert.deepEqual([s1!.started_at, s1!.ended_at, s2!.started_at, s2!.ended_at], [1000, 1050, 2000, 2050]);
+    assert.equal(chat.state.sealedReach, 2150);
+    return { chat, s1: s1!, s2: s2! };
+  }
+
+  test('a message in a quiet stretch between two sealed conversations is placed, and sealed by its own later message', () => {
+    const { chat } = twoSealed();
+    assert.deepEqual(chat.send(msg(1500), 3001), []);
+    assert.deepEqual(chat.send(msg(1560), 3002), []);
+    assert.deepEqual(spans(chat), [[1500, 1560, 2], [3000, 3000, 1]]);
+    const out = sealedOf(chat.send(msg(1700), 3003));
+    assert.deepEqual(out.map((c) => [c.started_at, c.ended_at, c.message_count, c.seal_reason]), [[1500, 1560, 2, 'NEXT_MESSAGE']]);
+    assert.deepEqual(lateOf(chat.outputs), []);
+  });
+
+  test('one within the gap of a sealed conversation is late and names it; the reach is inclusive at both ends', () => {
+    const { chat, s1, s2 } = twoSealed();
+    const late = (t: number): LateMessage => {
+      const out = chat.send(msg(t), 3001);
+      assert.equal(out.length, 1, `${t}`);
+      assert.equal(out[0]!.kind, 'late', `${t} is late`);
+      return lateOf(out)[0]!;
+    };
+    for (const [t, named] of [[900, s1], [1020, s1], [1150, s1], [1900, s2], [2100, s2], [2150, s2]] as const) {
+      const l = late(t);
+      assert.equal(l.would_be_conversation_id, named.conversation_id, `${t} names its conversation`);
+      assert.equal(l.chat_sealed_reach, 2150);
+      assert.equal(l.detected_at, 3001);
+    }
+    // One millisecond outside each reach: placed.
+    assert.deepEqual(chat.send(msg(1899), 3002), []);
+    assert.deepEqual(chat.send(msg(1151), 3003), []);
+    assert.deepEqual(chat.send(msg(899), 3004), []);
+    assert.deepEqual(spans(chat), [[899, 899, 1], [1151, 1151, 1], [1899, 1899, 1], [3000, 3000, 1]]);
+  });
+
+  test('a would-be conversation is only one whose reach holds the message: a FORCED reach ends at ended_at', () => {
+    const chat = new Chat(cfgWith());
+    chat.send(msg(1000));
+    chat.send(msg(1040));
+    const [x] = sealedOf(chat.force(1041)); // reach [900, 1040]
+    chat.send(msg(1200));
+    const [y] = sealedOf(chat.send(msg(1400))); // [1200], reach [1100, 1300]
+    assert.equal(y!.started_at, 1200);
+    // 1100 is 60 ms after X and 100 ms before Y, but only Y's reach holds it.
+    assert.equal(lateOf(chat.send(msg(1100), 1401))[0]!.would_be_conversation_id, y!.conversation_id);
+    // Within X's gap after its end is not late: it continues X.
+    assert.deepEqual(chat.send(msg(1050), 1402), []);
+    const view = openConversations(chat.state, chat.cfg)[0]!;
+    assert.deepEqual([view.startedAt, view.continuesConversationId], [1050, x!.conversation_id]);
+  });
+});
+
+describe(`v2 (f): forgetting beyond the ${SEALED_HISTORY} remembered conversations`, () => {
+  test('at or before the forgotten reach end is late naming none; ids of forgotten conversations are no longer duplicates', () => {
+    const chat = new Chat(cfgWith());
+    const all: ChatMessage[] = [];
+    for (let i = 0; i <= SEALED_HISTORY + 1; i++) { const m = msg(i * 1000); all.push(m); chat.send(m); }
+    // 65 sealed ([0] ... [64000]), [65000] open; [0] is forgotten.
+    assert.equal(sealedOf(chat.outputs).length, SEALED_HISTORY + 1);
+    assert.equal(chat.state.sealed.length, SEALED_HISTORY);
+    assert.equal(chat.state.forgottenReach, 100);
+    assert.equal(chat.state.sealedReach, 64_100);
+    const nowAt = 70_000;
+    const lateNamingNone = (m: ChatMessage) => {
+      const out = chat.send(m, nowAt);
+      assert.deepEqual(out.map((o) => o.kind), ['late'], `${m.message_id} at ${m.sent_at} is late`);
+      assert.equal(lateOf(out)[0]!.would_be_conversation_id, null);
+      assert.equal(lateOf(out)[0]!.chat_sealed_reach, 64_100);
+    };
+    lateNamingNone({ ...all[0]! }); // a forgotten conversation's message re-sent: late, not a duplicate
+    lateNamingNone({ ...all[0]!, sent_at: 100 });
+    lateNamingNone(msg(100));
+    lateNamingNone(msg(-5000));
+    // A forgotten id somewhere nothing is sealed is placed, like any new message.
+    assert.deepEqual(chat.send({ ...all[0]!, sent_at: 500 }, nowAt), []);
+    // Past the forgotten reach end and before the first remembered reach ([900, 1100]): placed.
+    assert.deepEqual(chat.send(msg(101), nowAt), []);
+    assert.deepEqual(spans(chat).slice(0, 2), [[101, 101, 1], [500, 500, 1]]);
+    // Remembered conversations keep their duplicates and their late messages.
+    assert.equal(chat.send({ ...all[1]! }, nowAt)[0]!.kind, 'duplicate');
+    assert.equal(chat.send({ ...all[SEALED_HISTORY]! }, nowAt)[0]!.kind, 'duplicate');
+    assert.equal(lateOf(chat.send(msg(1010), nowAt))[0]!.would_be_conversation_id, conversationId('chat-1', 1000, all[1]!.message_id));
+  });
+
+  test('the forgotten reach is the largest reach end of the forgotten conversations, not the last forgotten one\'s', () => {
+    const chat = new Chat(cfgWith());
+    chat.send(msg(1_000_000), 1_000_000);
+    assert.equal(sealedOf(chat.tick(1_000_101)).length, 1); // reach [999_900, 1_000_100]
+    // Then older history: 64 more conversations, so the newest one is the first forgotten.
+    for (let i = 1; i <= SEALED_HISTORY + 1; i++) chat.send(msg(i * 1000), 1_000_200 + i);
+    assert.equal(sealedOf(chat.outputs).length, SEALED_HISTORY + 1);
+    assert.equal(lateOf(chat.outputs).length, 0);
+    assert.equal(chat.state.sealed.length, SEALED_HISTORY);
+    assert.equal(chat.state.sealed[0]!.startedAt, 1000);
+    assert.equal(chat.state.forgottenReach, 1_000_100);
+    assert.equal(chat.state.sealedReach, 1_000_100);
+    // Nothing can be known below it: even a quiet stretch far from every remembered conversation is late.
+    const out = chat.send(msg(500_000), 1_000_300);
+    assert.deepEqual(out.map((o) => o.kind), ['late']);
+    assert.equal(lateOf(out)[0]!.would_be_conversation_id, null);
+    // Past it, a message is placed.
+    const after = chat.send(msg(1_000_101), 1_000_301);
+    assert.deepEqual(lateOf(after), []);
+    assert.deepEqual(spans(chat), [[1_000_101, 1_000_101, 1]]);
+    // That message sealed [65000], which pushed [1000] (reach end 1100) out too: the forgotten
+    // reach stays the largest.
+    assert.deepEqual(sealedOf(after).map((c) => c.started_at), [65_000]);
+    assert.equal(chat.state.sealed[0]!.startedAt, 2000);
+    assert.equal(chat.state.forgottenReach, 1_000_100);
+    assert.equal(lateOf(chat.send(msg(600_000), 1_000_302))[0]!.would_be_conversation_id, null);
+  });
+});
+
+describe('v2 (g): live traffic', () => {
+  test('arrival a little after sent_at: the settle time adds nothing (90m gap, 1m settle)', () => {
+    const cfg = cfgWith({ gapMs: GAP_90M, settleMs: MIN });
+    const chat = new Chat(cfg);
+    const t = Date.UTC(2026, 11, 1, 9);
+    for (const at of [t, t + 5 * MIN, t + 7 * MIN]) chat.send(msg(at), at + 150);
+    const deadline = t + 7 * MIN + GAP_90M;
+    assert.equal(openConversations(chat.state, cfg)[0]!.deadline, deadline);
+    assert.equal(nextDeadline(chat.state, cfg), deadline + 1);
+    assert.deepEqual(chat.tick(deadline), []);
+    const [c] = sealedOf(chat.tick(deadline + 1));
+    assert.equal(c!.seal_reason, 'GAP_TIMEOUT');
+    assert.equal(c!.message_count, 3);
+    assert.equal(c!.sealed_at, deadline + 1);
+  });
+
+  test('with gap + grace as the settle time, arrival at sent_at (or 1 ms after) seals exactly when it did without it', () => {
+    for (const grace of [0, 50]) {
+      for (const lag of [0, 1]) {
+        const cfg = cfgWith({ graceMs: grace });
+        const chat = new Chat(cfg);
+        chat.send(msg(1000), 1000 + lag);
+        chat.send(msg(1040), 1040 + lag);
+        const deadline = 1040 + GAP + grace;
+        assert.equal(nextDeadline(chat.state, cfg), deadline + 1, `grace ${grace}, lag ${lag}`);
+        assert.deepEqual(chat.tick(deadline), []);
+        assert.equal(sealedOf(chat.tick(deadline + 1)).length, 1, `grace ${grace}, lag ${lag}`);
+      }
+    }
   });
 });
