@@ -114,9 +114,9 @@ export interface SealedSummary {
 /**
  * The state of one chat. Plain JSON data: no Maps, Sets or class instances.
  *
- * Invariants: `open` is sorted by startedAt and the spans [startedAt, endedAt] are pairwise
- * disjoint, so endedAt (and hence every seal deadline) is sorted too; rule 1 and rule 2 therefore
- * always seal a prefix of `open`.
+ * Invariants: `open` is sorted by startedAt. In gap mode the spans [startedAt, endedAt] are
+ * pairwise disjoint, so endedAt (and hence every deadline) is sorted too and rule 1 seals a prefix
+ * of `open`; rule 2, with the settle time, need not. In thread mode spans interleave.
  */
 export interface ChatState {
   v: number;
@@ -721,11 +721,11 @@ export function decodeState(buf: Buffer): ChatState {
   }
   const s = v as Partial<ChatState> | null;
   if (s === null || typeof s !== 'object') throw new Error('chat state is not an object');
+  if (s.v !== 1 && s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION}, or 1 to upgrade)`);
   if (typeof s.chatId !== 'string' || !Array.isArray(s.open) || !Array.isArray(s.sealed)) {
     throw new Error('chat state is missing chatId, open or sealed');
   }
   if (s.v === 1) return upgradeV1(s as ChatState);
-  if (s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION}, or 1 to upgrade)`);
   return s as ChatState;
 }
 

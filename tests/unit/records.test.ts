@@ -46,11 +46,14 @@ test('schemas: one record per kind, namespace chatstats.v1, every record and fie
   assert.deepEqual(sentAt.type, { type: 'long', logicalType: 'timestamp-millis' });
 });
 
-test('schemas: ChatMessage nested in ConversationSealed and LateMessage is the same as ChatMessage.avsc', () => {
+test('schemas: ChatMessage nested in ConversationSealed and LateMessage is ChatMessage.avsc; the sealed one adds linked_message_id last', () => {
   const s = loadSchemas();
-  const nestedSealed = (s.ConversationSealed.fields.find((f) => f.name === 'messages')!.type as { items: unknown }).items;
+  const nestedSealed = (s.ConversationSealed.fields.find((f) => f.name === 'messages')!.type as { items: { fields: { name: string; default?: unknown }[] } }).items;
   const nestedLate = s.LateMessage.fields.find((f) => f.name === 'message')!.type;
-  assert.deepEqual(nestedSealed, s.ChatMessage);
+  const linked = nestedSealed.fields.at(-1)!;
+  assert.equal(linked.name, 'linked_message_id');
+  assert.equal(linked.default, null, 'optional with a null default: BACKWARD-compatible');
+  assert.deepEqual({ ...nestedSealed, fields: nestedSealed.fields.slice(0, -1) }, s.ChatMessage);
   assert.deepEqual(nestedLate, s.ChatMessage);
 });
 
