@@ -20,17 +20,16 @@ async function main(): Promise<void> {
   const store = await StateStore.open(dir, 'chat-state', 0);
   const value = Buffer.alloc(350, 'a');
   const rows: { writes: number; rssAnonMb: number; memtablesMb: number; heapUsedMb: number }[] = [];
-  const sample = (writes: number) => {
+  const sample = async (writes: number) => {
     gc();
-    const db = (store as unknown as { db: { getProperty(n: string): string } }).db;
-    rows.push({ writes, rssAnonMb: anonMb(), memtablesMb: Number(db.getProperty('rocksdb.cur-size-all-mem-tables')) / 1_048_576, heapUsedMb: process.memoryUsage().heapUsed / 1_048_576 });
+    rows.push({ writes, rssAnonMb: anonMb(), memtablesMb: (await store.property('rocksdb.cur-size-all-mem-tables')) / 1_048_576, heapUsedMb: process.memoryUsage().heapUsed / 1_048_576 });
   };
-  sample(0);
+  await sample(0);
   for (let i = 0; i < n; i += 5000) {
     const ops: StoreOp[] = [];
     for (let j = i; j < i + 5000; j++) ops.push({ type: 'put', key: `s:chat-${j % keys}`, value: Buffer.from(value) });
     await store.write(ops);
-    if ((i + 5000) % 1_000_000 === 0) sample(i + 5000);
+    if ((i + 5000) % 1_000_000 === 0) await sample(i + 5000);
   }
   await store.close(null);
   gc();
