@@ -15,6 +15,7 @@
 import { mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import RocksDB from 'rocksdb-native';
+import { taskMetrics } from './runtime-metrics';
 
 /** A write: a put, a delete, or a range delete of every key in [gte, lt). */
 export type StoreOp =
@@ -107,8 +108,12 @@ export class StateStore {
   private sizing: Promise<void> | null = null;
   private closed = false;
 
+  /** Bytes of keys and values this store has written (puts; deletes count their keys). */
+  bytesWritten = 0;
+
   private constructor(
     private readonly db: Db,
+    private readonly name: string,
     readonly dir: string,
     /** Changelog offset to restore from: the checkpoint, or 0 after a wipe. */
     readonly restoreFrom: number,
@@ -149,7 +154,7 @@ export class StateStore {
       await db.close().catch(() => undefined);
       throw e;
     }
-    return new StateStore(db, dir, checkpoint?.changelogOffset ?? 0, checkpoint === null, memory);
+    return new StateStore(db, name, dir, checkpoint?.changelogOffset ?? 0, checkpoint === null, memory);
   }
 
   async getMany(keys: string[]): Promise<(Buffer | undefined)[]> {
@@ -172,16 +177,19 @@ export class StateStore {
   async write(ops: StoreOp[]): Promise<void> {
     if (ops.length === 0) return;
     const batch = this.db.write({ capacity: ops.length });
+    let bytes = 0;
     try {
       for (const op of ops) {
-        if (op.type === 'put') batch.tryPut(op.key, op.value);
-        else if (op.type === 'del') batch.tryDelete(op.key);
-        else batch.tryDeleteRange(op.gte, op.lt);
+        if (op.type === 'put') { batch.tryPut(op.key, op.value); bytes += op.key.length + op.value.length; }
+        else if (op.type === 'del') { batch.tryDelete(op.key); bytes += op.key.length; }
+        else { batch.tryDeleteRange(op.gte, op.lt); bytes += op.gte.length + op.lt.length; }
       }
       await batch.flush();
     } finally {
       batch.destroy();
     }
+    this.bytesWritten += bytes;
+    taskMetrics().storeWriteBytes.inc({ store: this.name }, bytes);
   }
 
   /** Deletes every key in [gte, lt) (one range tombstone). */
