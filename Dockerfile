@@ -9,16 +9,19 @@ FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Scripts are skipped: `prepare` compiles sources that are not copied yet, and the native
-# dependency (@nxtedition/rocksdb) loads its bundled prebuild through node-gyp-build at run time.
+# dependency (rocksdb-native) loads the prebuild inside its npm package at run time; that
+# prebuild links libatomic.
+RUN apt-get update && apt-get install -y --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*
 RUN npm ci --no-audit --no-fund --ignore-scripts
 COPY tsconfig.json ./
 COPY src ./src
 RUN npx tsc -p tsconfig.json \
  && npm prune --omit=dev --no-audit --no-fund --ignore-scripts \
- && node -e "require('@nxtedition/rocksdb')"
+ && node -e "require('rocksdb-native')"
 
 # --- runtime: node, production dependencies, the compiled code and the files it reads ----------
 FROM node:20-bookworm-slim AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production \
     LOG_FORMAT=json \
     STATE_DIR=/var/lib/chatstats/state \

@@ -95,13 +95,12 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 200));
   const mem = memory();
   // Where native memory goes: RocksDB's own accounting.
-  const db = (store as unknown as { db: { getProperty(n: string): string } }).db;
-  const prop = (n: string) => { try { return Number(db.getProperty(n)) / 1_048_576; } catch { return NaN; } };
+  const prop = async (n: string) => (await store.property(n)) / 1_048_576;
   const rocksdb = {
-    memtablesMb: prop('rocksdb.cur-size-all-mem-tables'),
-    tableReadersMb: prop('rocksdb.estimate-table-readers-mem'),
-    blockCacheMb: prop('rocksdb.block-cache-usage'),
-    liveDataMb: prop('rocksdb.estimate-live-data-size'),
+    memtablesMb: await prop('rocksdb.cur-size-all-mem-tables'),
+    tableReadersMb: await prop('rocksdb.estimate-table-readers-mem'),
+    blockCacheMb: await prop('rocksdb.block-cache-usage'),
+    liveDataMb: await prop('rocksdb.estimate-live-data-size'),
   };
 
   // Nothing due: a tick before the first deadline. What a task does per tick: punctuate, then

@@ -1,8 +1,11 @@
 // `npm run bench`: every benchmark of BENCHMARKS.md in one run, printing one table.
 //   npm run bench                      short: a few minutes (100k-record backlog, 10k/100k chats)
-//   npm run bench -- --full            1M-record backlog, 1M chats, seed check every 60 s
+//   npm run bench -- --full            1M-record backlog, 1M chats, seed check every 60 s, plus
+//                                      the 20-minute soak and the RocksDB memory comparison
 //   BENCH_SCALE=full npm run bench     the same
-//   npm run bench -- --only=throughput,punctuation,latency,e2e   a subset
+//   npm run bench -- soak live-amplification      named benchmarks only (any of BENCHES below)
+//   npm run bench -- soak --minutes 3             the soak, shorter (default 20 minutes)
+//   npm run bench -- --only=throughput,punctuation,latency,e2e   a subset, the older way
 // Needs the broker on KAFKA_BROKERS (127.0.0.1:9092), Redis on 127.0.0.1:6379, PostgreSQL on
 // 127.0.0.1:5432, Java 17 and Maven (the Kafka Streams baseline is built on first use). Results
 // also go to bench/results/<scale>-<time>.json. Figures are to be read as ratios within one run:
@@ -15,6 +18,18 @@ import { generateTraffic, emptyStats, ircSample, type TrafficStats } from './gen
 import { fmtInt, fmtRatio, IRC_SAMPLE, KS_JAR, loadAverage, ROOT, spawnBenchScript, lastEvent } from './lib';
 import { runThroughput, type ThroughputResult } from './throughput';
 import { runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult } from './latency';
+import { amplificationRows, runLiveAmplification, type AmplificationResult } from './live-amplification';
+import { minutesArg, runSoak, soakOptionsFromEnv, soakRows, writeSoakSvg, type SoakResult } from './soak';
+import { memoryRows, runRocksdbMemory, type MemoryRun } from './rocksdb-memory';
+
+/**
+ * Every benchmark by name. `throughput` includes the raw consumer and the exactly-once
+ * copy-through beside the tracker, Kafka Streams and @kafkats/flow, and the restore.
+ */
+const BENCHES = ['throughput', 'punctuation', 'latency', 'e2e', 'live-amplification', 'soak', 'rocksdb-memory'] as const;
+/** What runs when none is named: the long ones only at full scale. */
+const DEFAULT_SHORT = ['throughput', 'punctuation', 'latency', 'e2e', 'live-amplification'];
+const DEFAULT_FULL = [...BENCHES];
 
 const GAP = 5_400_000;
 
@@ -78,8 +93,13 @@ function table(rows: string[][]): string {
 async function main(): Promise<void> {
   const full = process.argv.includes('--full') || process.env.BENCH_SCALE === 'full';
   const scale = full ? FULL : SHORT;
-  const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7).split(',');
-  const want = (s: string) => only === undefined || only.includes(s);
+  const args = process.argv.slice(2);
+  const named = args.filter((a, i) => !a.startsWith('--') && args[i - 1] !== '--minutes');
+  const only = [...named, ...(args.find((a) => a.startsWith('--only='))?.slice(7).split(',') ?? [])];
+  for (const n of only) if (!(BENCHES as readonly string[]).includes(n)) throw new Error(`unknown benchmark "${n}"; one of ${BENCHES.join(', ')}`);
+  const selected = only.length > 0 ? only : full ? DEFAULT_FULL : DEFAULT_SHORT;
+  const want = (s: string) => selected.includes(s);
+  const soakMinutes = minutesArg(args);
   const started = Date.now();
   const machine = { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), loadBefore: loadAverage(), node: process.version };
   log(`scale ${scale.name}; ${machine.cpus} CPUs, load average ${machine.loadBefore}`);
@@ -88,7 +108,12 @@ async function main(): Promise<void> {
     scale: string; machine: typeof machine; loadAfter?: string; seconds?: number;
     throughput: ThroughputResult[]; generated?: TrafficStats; punctuation: PunctuationResult[];
     sealDelay: SealDelayResult | null; endToEnd: EndToEndResult | null;
-  } = { scale: scale.name, machine, throughput: [], punctuation: [], sealDelay: null, endToEnd: null };
+    liveAmplification: AmplificationResult | null; soak: SoakResult | null; rocksdbMemory: MemoryRun[];
+  } = {
+    scale: scale.name, machine, throughput: [], punctuation: [], sealDelay: null, endToEnd: null,
+    liveAmplification: null, soak: null, rocksdbMemory: [],
+  };
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
 
   if (want('throughput')) {
     ensureKsJar();
@@ -117,11 +142,17 @@ async function main(): Promise<void> {
   if (want('punctuation')) results.punctuation = await punctuation(scale.punctuationSizes);
   if (want('latency')) results.sealDelay = await runSealDelay({ chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log });
   if (want('e2e')) results.endToEnd = await runEndToEnd({ chats: Math.min(100, scale.liveChats), seconds: 15, log });
+  if (want('live-amplification')) results.liveAmplification = await runLiveAmplification({ log });
+  if (want('rocksdb-memory')) results.rocksdbMemory = await runRocksdbMemory({ log });
+  if (want('soak')) {
+    results.soak = await runSoak({ minutes: soakMinutes, ...soakOptionsFromEnv(), log });
+    writeSoakSvg(results.soak, `${scale.name}-${stamp}-soak`);
+  }
 
   results.loadAfter = loadAverage();
   results.seconds = Math.round((Date.now() - started) / 1000);
   mkdirSync(path.join(ROOT, 'bench/results'), { recursive: true });
-  const file = path.join(ROOT, `bench/results/${scale.name}-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  const file = path.join(ROOT, `bench/results/${scale.name}-${stamp}.json`);
   writeFileSync(file, JSON.stringify(results, null, 2));
 
   // One table.
@@ -130,11 +161,13 @@ async function main(): Promise<void> {
     const raws = t.runs.filter((r) => r.system.startsWith('raw'));
     const raw = raws.reduce((s, r) => s + r.rate, 0) / Math.max(1, raws.length);
     const ours = t.runs.find((r) => r.system === 'tracker');
+    const copy = t.runs.find((r) => r.system === 'copy-through');
     const ks = t.runs.find((r) => r.system === 'Kafka Streams');
     const fl = t.runs.find((r) => r.system === '@kafkats/flow');
     const what = `throughput ${t.dataset} (${fmtInt(t.records)} records)`;
     rows.push([what, 'raw kafkajs consumer', `${fmtInt(raw)} rec/s (${raws.map((r) => fmtInt(r.rate)).join(' / ')})`, 'baseline']);
-    if (ours) rows.push([what, 'tracker (ours, EOS)', `${fmtInt(ours.rate)} rec/s (steady ${fmtInt(ours.steadyRate)})${ours.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(ours.peakRssMb)} MB`, `${fmtRatio(ours.rate / raw)} of raw`]);
+    if (copy) rows.push([what, 'copy-through (kafkajs EOS, no processing)', `${fmtInt(copy.rate)} rec/s (steady ${fmtInt(copy.steadyRate)})${copy.note ? ` (${copy.note})` : ''}, ${fmtInt(copy.transactions ?? NaN)} transactions, peak RSS ${fmtInt(copy.peakRssMb)} MB`, `${fmtRatio(copy.rate / raw)} of raw`]);
+    if (ours) rows.push([what, 'tracker (ours, EOS)', `${fmtInt(ours.rate)} rec/s (steady ${fmtInt(ours.steadyRate)})${ours.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(ours.peakRssMb)} MB`, `${fmtRatio(ours.rate / raw)} of raw${copy ? `; ours/copy-through ${fmtRatio(ours.rate / copy.rate)}` : ''}`]);
     if (ks) rows.push([what, 'Kafka Streams (EOS v2)', `${fmtInt(ks.rate)} rec/s (steady ${fmtInt(ks.steadyRate)})${ks.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(ks.peakRssMb)} MB`, ours ? `ours/KS ${fmtRatio(ours.rate / ks.rate)}` : '']);
     if (fl) rows.push([what, '@kafkats/flow (EOS)', `${fmtInt(fl.rate)} rec/s (steady ${fmtInt(fl.steadyRate)})${fl.note ? ' (unfinished)' : ''}, peak RSS ${fmtInt(fl.peakRssMb)} MB`, ours ? `ours/flow ${fmtRatio(ours.rate / fl.rate)}` : '']);
     rows.push([what, 'tracker output', `${fmtInt(t.sealed.total)} conversations ${JSON.stringify(t.sealed.byReason)}, ${fmtInt(t.sealed.late)} late`, '']);
@@ -164,6 +197,9 @@ async function main(): Promise<void> {
       `first pass p50 ${fmtInt(e.firstPass.p50)} ms p99 ${fmtInt(e.firstPass.p99)} ms; all passes p50 ${fmtInt(e.allPasses.p50)} ms p99 ${fmtInt(e.allPasses.p99)} ms`,
       `includes the ${e.gapMs} ms gap; ${e.conversations} conversations`]);
   }
+  if (results.liveAmplification) rows.push(...amplificationRows(results.liveAmplification));
+  rows.push(...memoryRows(results.rocksdbMemory));
+  if (results.soak) rows.push(...soakRows(results.soak));
   console.log(`\nchatstats benchmarks, scale ${scale.name}, ${new Date().toISOString()}, ${machine.cpus} CPUs ${machine.cpuModel}, ${machine.memGb} GB, Node ${machine.node}`);
   console.log(`load average before ${machine.loadBefore}, after ${results.loadAfter} (shared machine: read figures as ratios within this run)\n`);
   console.log(table(rows));

@@ -1,5 +1,8 @@
 // Throughput on a backlog, side by side in one run, and whether the systems agree:
 //   raw      a plain kafkajs consumer that only counts (the ceiling for a kafkajs consumer),
+//   copy     an exactly-once copy on kafkajs (bench/copy-through.ts): the same bytes to an output
+//            topic with the offsets, one transaction per fetch, no processing (the ceiling for an
+//            exactly-once processor on kafkajs),
 //   tracker  ours: `chatstats run tracker`, one instance, exactly-once (always),
 //   ks       Kafka Streams 4.1.1: session windows, emit on window close, RocksDB, exactly_once_v2,
 //   flow     @kafkats/flow: session windows (reduce), exactly_once, in-memory store.
@@ -35,6 +38,8 @@ export interface SystemRun {
   steadyRate: number;
   peakRssMb: number;
   note?: string;
+  /** Transactions committed (copy-through). */
+  transactions?: number;
 }
 
 export interface Agreement {
@@ -83,6 +88,8 @@ export interface ThroughputResult {
 
 export interface ThroughputOptions {
   ks: boolean;
+  /** The exactly-once copy-through (default true). */
+  copy?: boolean;
   flow: boolean;
   /** Budget of each system (ms). */
   budgetMs: number;
@@ -240,10 +247,11 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
   const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
   const ksOut = `${run.prefix}ks.sessions`;
   const flowOut = `${run.prefix}flow.sessions`;
+  const copyOut = `${run.prefix}copy.out`;
   const dirs: string[] = [run.stateDir];
   const children: Child[] = [];
   try {
-    await createTopics(admin, [topics.messages, ksOut, flowOut]);
+    await createTopics(admin, [topics.messages, ksOut, flowOut, ...(opts.copy === false ? [] : [copyOut])]);
     log(`[${ds.name}] producing ${ds.describe}`);
     const produced = await produceAll(kafka, topics.messages, ds.messages());
     const end = await topicEnd(admin, topics.messages);
@@ -255,6 +263,17 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
 
     result.runs.push(await rawConsume(run, topics.messages, end, 'before'));
     log(`[${ds.name}] raw kafkajs: ${Math.round(result.runs[0]!.rate)} records/s`);
+
+    if (opts.copy !== false) {
+      const group = `${run.prefix}copy`;
+      const copy = spawnBenchScript('copy-through', { KAFKA_BROKERS: run.env.KAFKA_BROKERS!, TOPIC: topics.messages, OUTPUT: copyOut, GROUP: group, EXPECTED: String(end) });
+      children.push(copy);
+      const r = await timeSystem(admin, 'copy-through', copy, group, topics.messages, end, opts.budgetMs, log);
+      await copy.stop('SIGTERM', 10_000);
+      const ev = lastEvent<{ transactions: number }>(copy.output(), 'copy');
+      result.runs.push({ ...r, system: 'copy-through', note: r.note ?? (ev ? undefined : 'no report'), transactions: ev?.transactions });
+      log(`[${ds.name}] copy-through: ${Math.round(r.rate)} records/s${r.note ? ` (${r.note})` : ''}`);
+    }
 
     // Ours.
     const port = await freePort();

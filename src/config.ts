@@ -31,6 +31,11 @@ export interface Config {
   punctuateIntervalMs: number;
   /** Bytes fetched per partition per request: one fetch is one transaction of the tracker. */
   fetchMaxBytesPerPartition: number;
+  /**
+   * Native memory of the process's state stores (RocksDB memtables and block caches), split
+   * evenly across the stores it may open (one per input partition).
+   */
+  stateMemoryBytes: number;
   metricsPort: number;
   kafkaSsl: boolean;
   kafkaSslCaFile: string | null;
@@ -66,13 +71,15 @@ export function parseDuration(text: string): number {
   return Math.round(total);
 }
 
-/** Parses `900KB`, `1MB`, `512` (bytes). */
+const BYTE_UNITS: Record<string, number> = {
+  b: 1, kb: 1000, kib: 1024, mb: 1_000_000, mib: 1_048_576, gb: 1_000_000_000, gib: 1_073_741_824,
+};
+
+/** Parses `900KB`, `1MB`, `256MiB`, `1GiB`, `512` (bytes). */
 export function parseBytes(text: string): number {
-  const m = /^\s*(\d+)\s*(B|KB|KiB|MB|MiB)?\s*$/i.exec(text);
-  if (!m) throw new Error(`not a size: "${text}" (use e.g. 900KB, 1MB, 1024)`);
-  const unit = (m[2] ?? 'B').toLowerCase();
-  const mult = unit === 'kb' ? 1000 : unit === 'kib' ? 1024 : unit === 'mb' ? 1_000_000 : unit === 'mib' ? 1_048_576 : 1;
-  return Number(m[1]) * mult;
+  const m = /^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$/i.exec(text);
+  if (!m) throw new Error(`not a size: "${text}" (use e.g. 900KB, 1MB, 256MiB, 1024)`);
+  return Number(m[1]) * BYTE_UNITS[(m[2] ?? 'B').toLowerCase()]!;
 }
 
 class Reader {
@@ -108,13 +115,12 @@ class Reader {
     return n;
   }
 
-  bytes(name: string, def: string): number {
+  bytes(name: string, def: string, min = 1): number {
     const v = this.raw(name) ?? def;
-    try {
-      const n = parseBytes(v);
-      if (n <= 0) throw new Error('must be positive');
-      return n;
-    } catch (e) { throw new ConfigError(name, (e as Error).message); }
+    let n: number;
+    try { n = parseBytes(v); } catch (e) { throw new ConfigError(name, (e as Error).message); }
+    if (n < min) throw new ConfigError(name, min <= 1 ? 'must be positive' : `must be at least ${min} bytes, got "${v}"`);
+    return n;
   }
 
   bool(name: string, def: boolean): boolean {
@@ -204,6 +210,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
+    stateMemoryBytes: r.bytes('STATE_MEMORY', '256MiB', 16 * 1_048_576),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     kafkaSsl: r.bool('KAFKA_SSL', false),
     kafkaSslCaFile: r.optional('KAFKA_SSL_CA_FILE'),

@@ -6,6 +6,7 @@ import { kafkaFromConfig } from '../kafka-client';
 import { ensureTopics, topicNames } from '../topics';
 import { RecordCodec } from '../records/codec';
 import { StreamThread } from '../runtime/stream-thread';
+import { setStateMemory } from '../runtime/state-store';
 import { trackerTopology } from '../topology';
 import type { ConversationTracker } from '../processors/conversation-tracker';
 import { partitionForKey } from '../records/partitioner';
@@ -23,14 +24,19 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   const log = logger('ConversationTracker');
   const kafka = kafkaFromConfig(cfg, `${cfg.appId}-tracker@${endpoint}`);
   const admin = kafka.admin();
+  const topics = topicNames(cfg);
   await admin.connect();
+  let sourcePartitions = cfg.topicPartitions;
   try {
     const created = await ensureTopics(admin, cfg);
     if (created.length > 0) log.info({ topics: created }, 'topics created');
+    // STATE_MEMORY is split across the stores this process may open: one per source partition.
+    const md = await admin.fetchTopicMetadata({ topics: [topics.messages] }).catch(() => null);
+    sourcePartitions = md?.topics[0]?.partitions.length || sourcePartitions;
   } finally {
     await admin.disconnect();
   }
-  const topics = topicNames(cfg);
+  setStateMemory(cfg.stateMemoryBytes, sourcePartitions);
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log), {

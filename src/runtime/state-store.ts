@@ -5,21 +5,120 @@
 // A `.checkpoint` file, written on clean close and removed on open, records the changelog offset
 // the store reflects. Open with a checkpoint: keep the store, restore the changelog tail from
 // there. Open without one (first start or an unclean stop): wipe and restore from the beginning.
+//
+// The binding is `rocksdb-native` (Holepunch's librocksdb: current RocksDB, prebuilt binaries in
+// the npm package). This file is the only one that knows it. Its native memory is what the
+// options say: each store's share of the process's state memory budget (STATE_MEMORY, see
+// setStateMemory) goes to its memtables and, when the share is large enough, to a block cache.
+// (`@nxtedition/rocksdb`, used before, kept ~400 bytes of anonymous memory per written key,
+// whatever its options: bench/rocksdb-memory.ts compares the two.)
 import { mkdir, readFile, rm, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
-import { RocksLevel } from '@nxtedition/rocksdb';
+import RocksDB from 'rocksdb-native';
+import { taskMetrics } from './runtime-metrics';
 
-export type StoreOp = { type: 'put'; key: string; value: Buffer } | { type: 'del'; key: string };
+/** A write: a put, a delete, or a range delete of every key in [gte, lt). */
+export type StoreOp =
+  | { type: 'put'; key: string; value: Buffer }
+  | { type: 'del'; key: string }
+  | { type: 'delRange'; gte: string; lt: string };
 
 interface Checkpoint { changelogOffset: number }
 
+const MiB = 1_048_576;
+/** The block cache when a store has one: the binding always creates RocksDB's default, 32 MiB. */
+const BLOCK_CACHE_BYTES = 32 * MiB;
+/** Memtables per store: one being written, one being flushed. */
+const WRITE_BUFFERS = 2;
+const MIN_WRITE_BUFFER_BYTES = 1 * MiB;
+
+/** The default of STATE_MEMORY (config.ts reads and validates the setting). */
+export const DEFAULT_STATE_MEMORY_BYTES = 256 * MiB;
+
+/** How a store's share of the budget is spent. */
+export interface StoreMemory {
+  /** The store's share: the process's budget divided by the stores it may have open. */
+  shareBytes: number;
+  /** Size of one memtable; there are `writeBuffers` of them. */
+  writeBufferBytes: number;
+  writeBuffers: number;
+  /** 0 when the share is too small for one: reads then go to the OS page cache. */
+  blockCacheBytes: number;
+}
+
+/**
+ * A store's memory plan: its share of the budget; the fixed 32 MiB block cache when that is at
+ * most half the share; two memtables of half the rest each (at least 1 MiB).
+ */
+export function planStoreMemory(totalBytes: number, stores: number): StoreMemory {
+  const shareBytes = Math.floor(totalBytes / Math.max(1, stores));
+  const blockCacheBytes = shareBytes >= 2 * BLOCK_CACHE_BYTES ? BLOCK_CACHE_BYTES : 0;
+  const writeBufferBytes = Math.max(MIN_WRITE_BUFFER_BYTES, Math.floor((shareBytes - blockCacheBytes) / WRITE_BUFFERS));
+  return { shareBytes, writeBufferBytes, writeBuffers: WRITE_BUFFERS, blockCacheBytes };
+}
+
+const budget = { totalBytes: DEFAULT_STATE_MEMORY_BYTES, stores: 6 };
+let openStores = 0;
+
+/**
+ * Sets the native memory budget of this process's stores (STATE_MEMORY) and the number of stores
+ * it is split across: the most the process may have open at once (one per partition of the
+ * source topic). A store opened while more are open gets a share of 1/(open + 1) instead.
+ * Applies to stores opened afterwards.
+ */
+export function setStateMemory(totalBytes: number, stores: number): void {
+  if (!Number.isSafeInteger(totalBytes) || totalBytes <= 0) throw new Error(`state memory must be a positive number of bytes, got ${totalBytes}`);
+  budget.totalBytes = totalBytes;
+  budget.stores = Math.max(1, Math.floor(stores));
+}
+
+type Db = InstanceType<typeof RocksDB>;
+type DbIterator = ReturnType<Db['iterator']>;
+type Entry = { key: Buffer; value: Buffer };
+
+/**
+ * The entries the iterator has read so far (one native read of up to its capacity), or null at
+ * its end. Much cheaper than `for await`, which costs a promise per entry.
+ */
+function nextChunk(it: DbIterator): Promise<Entry[] | null> {
+  return new Promise((resolve, reject) => {
+    const out: Entry[] = [];
+    const cleanup = () => {
+      it.off('readable', pull); it.off('end', onEnd); it.off('close', onEnd); it.off('error', onError);
+    };
+    const pull = () => {
+      for (let e = it.read(); e !== null; e = it.read()) out.push(e);
+      if (out.length > 0) { cleanup(); resolve(out); }
+    };
+    const onEnd = () => { cleanup(); resolve(out.length > 0 ? out : null); };
+    const onError = (e: Error) => { cleanup(); reject(e); };
+    pull();
+    if (out.length > 0) return;
+    // 'end' may have been emitted while the previous chunk was being visited.
+    if (it._readableState?.ended === true || it.destroying) { resolve(null); return; }
+    it.on('readable', pull);
+    it.on('end', onEnd);
+    it.on('close', onEnd);
+    it.on('error', onError);
+  });
+}
+
 export class StateStore {
+  private sizeBytes = 0;
+  private sizing: Promise<void> | null = null;
+  private closed = false;
+
+  /** Bytes of keys and values this store has written (puts; deletes count their keys). */
+  bytesWritten = 0;
+
   private constructor(
-    private readonly db: RocksLevel<string, Buffer>,
+    private readonly db: Db,
+    private readonly name: string,
     readonly dir: string,
     /** Changelog offset to restore from: the checkpoint, or 0 after a wipe. */
     readonly restoreFrom: number,
     readonly wiped: boolean,
+    readonly memory: StoreMemory,
   ) {}
 
   static async open(stateDir: string, name: string, partition: number): Promise<StateStore> {
@@ -36,59 +135,127 @@ export class StateStore {
     await mkdir(dir, { recursive: true });
     // From here on the store is "dirty": only a clean close writes a new checkpoint.
     await rm(checkpointFile, { force: true });
-    const db = new RocksLevel<string, Buffer>(path.join(dir, 'rocksdb'), { keyEncoding: 'utf8', valueEncoding: 'buffer' } as any);
-    await db.open();
-    return new StateStore(db, dir, checkpoint?.changelogOffset ?? 0, checkpoint === null);
+    const memory = planStoreMemory(budget.totalBytes, Math.max(budget.stores, openStores + 1));
+    const cache = memory.blockCacheBytes > 0;
+    const db = new RocksDB(path.join(dir, 'rocksdb'), {
+      // Flushes and compactions: each store has its own background threads.
+      maxBackgroundJobs: 2,
+      writeBufferSize: memory.writeBufferBytes,
+      maxWriteBufferNumber: memory.writeBuffers,
+      blockCache: cache,
+      // Without a block cache, index and filter blocks stay with the table readers.
+      tableCacheIndexAndFilterBlocks: cache,
+    });
+    openStores++;
+    try {
+      await db.ready();
+    } catch (e) {
+      openStores--;
+      await db.close().catch(() => undefined);
+      throw e;
+    }
+    return new StateStore(db, name, dir, checkpoint?.changelogOffset ?? 0, checkpoint === null, memory);
   }
 
-  getMany(keys: string[]): Promise<(Buffer | undefined)[]> {
-    return this.db.getMany(keys);
+  async getMany(keys: string[]): Promise<(Buffer | undefined)[]> {
+    if (keys.length === 0) return [];
+    const batch = this.db.read({ capacity: keys.length });
+    const values = keys.map((k) => batch.get(k));
+    batch.tryFlush();
+    try {
+      return (await Promise.all(values)).map((v) => v ?? undefined);
+    } finally {
+      batch.destroy();
+    }
   }
 
   async get(key: string): Promise<Buffer | undefined> {
-    return (await this.db.getMany([key]))[0];
+    return (await this.getMany([key]))[0];
   }
 
-  write(ops: StoreOp[]): Promise<void> {
-    if (ops.length === 0) return Promise.resolve();
-    return this.db.batch(ops as any);
+  /** Applies the writes atomically (one RocksDB write batch). */
+  async write(ops: StoreOp[]): Promise<void> {
+    if (ops.length === 0) return;
+    const batch = this.db.write({ capacity: ops.length });
+    let bytes = 0;
+    try {
+      for (const op of ops) {
+        if (op.type === 'put') { batch.tryPut(op.key, op.value); bytes += op.key.length + op.value.length; }
+        else if (op.type === 'del') { batch.tryDelete(op.key); bytes += op.key.length; }
+        else { batch.tryDeleteRange(op.gte, op.lt); bytes += op.gte.length + op.lt.length; }
+      }
+      await batch.flush();
+    } finally {
+      batch.destroy();
+    }
+    this.bytesWritten += bytes;
+    taskMetrics().storeWriteBytes.inc({ store: this.name }, bytes);
+  }
+
+  /** Deletes every key in [gte, lt) (one range tombstone). */
+  deleteRange(gte: string, lt: string): Promise<void> {
+    return this.write([{ type: 'delRange', gte, lt }]);
   }
 
   /** Keys and values in [gte, lt), at most `limit` of them, in key order. */
   async range(gte: string, lt: string, limit = 1000): Promise<[string, Buffer][]> {
-    const it = this.db.iterator({ gte, lt, limit });
-    try {
-      return (await it.nextv(limit)) as [string, Buffer][];
-    } finally {
-      await it.close();
-    }
+    const out: [string, Buffer][] = [];
+    if (limit <= 0) return out;
+    await this.iterate(gte, lt, limit, Math.min(limit, 1000), (k, v) => { out.push([k, v]); });
+    return out;
   }
 
   /** Visits every entry in [gte, lt) in key order, in chunks (for restore-time rebuilds and status). */
-  async scan(gte: string, lt: string, visit: (key: string, value: Buffer) => void | Promise<void>): Promise<void> {
-    const it = this.db.iterator({ gte, lt });
+  scan(gte: string, lt: string, visit: (key: string, value: Buffer) => void | Promise<void>): Promise<void> {
+    return this.iterate(gte, lt, Infinity, 1000, visit);
+  }
+
+  private async iterate(gte: string, lt: string, limit: number, capacity: number,
+    visit: (key: string, value: Buffer) => void | Promise<void>): Promise<void> {
+    // An empty bound means "unbounded" to the binding, as it does here.
+    const it = this.db.iterator({ gte, lt, limit }, { capacity });
     try {
       for (;;) {
-        const chunk = (await it.nextv(1000)) as [string, Buffer][];
-        if (chunk.length === 0) break;
-        for (const [k, v] of chunk) await visit(k, v);
+        const chunk = await nextChunk(it);
+        if (chunk === null) break;
+        for (const { key, value } of chunk) {
+          const r = visit(key.toString('utf8'), value);
+          if (r !== undefined) await r;
+        }
       }
     } finally {
-      await it.close();
+      it.destroy();
     }
   }
 
+  /**
+   * Live data in SST files plus what is still in memtables (not flushed yet). The binding reads
+   * properties asynchronously: this returns the latest reading and starts the next one.
+   */
   approximateSizeBytes(): number {
-    // Live data in SST files plus what is still in memtables (not flushed yet).
-    const prop = (name: string) => {
-      try { return Number(this.db.getProperty(name)) || 0; } catch { return 0; }
-    };
-    return prop('rocksdb.estimate-live-data-size') + prop('rocksdb.cur-size-all-mem-tables');
+    if (this.sizing === null && !this.closed) {
+      this.sizing = Promise.all([this.property('rocksdb.estimate-live-data-size'), this.property('rocksdb.cur-size-all-mem-tables')])
+        .then(([live, mem]) => { this.sizeBytes = (live || 0) + (mem || 0); })
+        .finally(() => { this.sizing = null; });
+    }
+    return this.sizeBytes;
+  }
+
+  /** A numeric RocksDB property (e.g. `rocksdb.cur-size-all-mem-tables`); NaN if unknown. */
+  async property(name: string): Promise<number> {
+    try { return Number(await this.db.getProperty(name)); } catch { return NaN; }
   }
 
   /** Closes the store; with a changelog offset, marks it clean so the next open keeps it. */
   async close(cleanAtChangelogOffset: number | null): Promise<void> {
-    await this.db.close();
+    if (this.closed) return;
+    this.closed = true;
+    await this.sizing;
+    try {
+      await this.db.close();
+    } finally {
+      openStores--;
+    }
     if (cleanAtChangelogOffset !== null) {
       const file = path.join(this.dir, '.checkpoint');
       await writeFile(`${file}.tmp`, JSON.stringify({ changelogOffset: cleanAtChangelogOffset } satisfies Checkpoint));
