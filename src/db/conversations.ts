@@ -40,12 +40,12 @@ ON CONFLICT (conversation_id) DO NOTHING
 RETURNING conversation_id`;
 
 const MSG_SQL = `
-INSERT INTO messages (message_id, conversation_id, position, chat_id, sender_id, sent_at, text, is_from_me, reply_to_message_id, account_id)
+INSERT INTO messages (message_id, conversation_id, position, chat_id, sender_id, sent_at, text, is_from_me, reply_to_message_id, account_id, linked_message_id)
 SELECT m.message_id, m.conversation_id, m.position, m.chat_id, m.sender_id,
   timestamptz 'epoch' + m.sent_at * interval '1 millisecond',
-  m.text, m.is_from_me, m.reply_to_message_id, m.account_id
+  m.text, m.is_from_me, m.reply_to_message_id, m.account_id, m.linked_message_id
 FROM jsonb_to_recordset($1::jsonb) AS m(message_id text, conversation_id text, position integer, chat_id text,
-  sender_id text, sent_at bigint, text text, is_from_me boolean, reply_to_message_id text, account_id text)
+  sender_id text, sent_at bigint, text text, is_from_me boolean, reply_to_message_id text, account_id text, linked_message_id text)
 ON CONFLICT (message_id) DO NOTHING
 RETURNING conversation_id`;
 
@@ -65,7 +65,7 @@ function messageRows(c: ConversationSealed): Record<string, unknown>[] {
   return c.messages.map((m, i) => ({
     message_id: m.message_id, conversation_id: c.conversation_id, position: i, chat_id: m.chat_id ?? c.chat_id,
     sender_id: m.sender_id, sent_at: m.sent_at, text: m.text, is_from_me: m.is_from_me === true,
-    reply_to_message_id: m.reply_to_message_id, account_id: m.account_id ?? c.account_id,
+    reply_to_message_id: m.reply_to_message_id, account_id: m.account_id ?? c.account_id, linked_message_id: m.linked_message_id ?? null,
   }));
 }
 
