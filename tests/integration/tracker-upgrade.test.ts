@@ -147,7 +147,7 @@ async function produce(c: Case, messages: ChatMessage[]): Promise<void> {
 }
 
 /** Topics, phase 1, the version-1 changelog, the group's offsets at the end of phase 1, phase 2. */
-async function prepare(name: string): Promise<Case> {
+async function prepare(name: string, opts: { phase2: boolean } = { phase2: true }): Promise<Case> {
   const env = isolatedEnv(name, ENV);
   cleanups.push(async () => { await rm(env.STATE_DIR!, { recursive: true, force: true }); });
   const cfg = configOf(env);
@@ -190,7 +190,7 @@ async function prepare(name: string): Promise<Case> {
   await withAdmin((admin) => admin.setOffsets({
     groupId: c.groupId, topic: topics.messages, partitions: partitions.map((p) => ({ partition: p, offset: String(inputEnd.get(p)) })),
   }));
-  await produce(c, phase2);
+  if (opts.phase2) await produce(c, phase2);
   console.log(`[${name}] phase 1: ${phase1.length} records (offsets committed), version-1 changelog: ${fixture.changelog.length} records, `
     + `phase 2: ${phase2.length} records; fixture: ${fixture.meta.sealed} sealed, ${fixture.meta.late} late, `
     + `${fixture.meta.openConversations} open conversations (${fixture.meta.openMessages} messages)`);
@@ -280,11 +280,18 @@ async function assertTombstones(c: Case, when: string): Promise<void> {
   }
   const missing = [...v1Keys].filter((k) => !(tombstone.get(k)! > lastValue.get(k)!));
   assert.deepEqual(missing, [], `${when}: version-1 keys without a tombstone after their last value`);
+  const tombstones = records.length - fixture.changelog.length - newLayout;
   console.log(`[${c.name}] ${when}: changelog ${records.length} records: ${fixture.changelog.length} version-1 values, `
-    + `${records.length - fixture.changelog.length - newLayout} tombstones of version-1 keys (${v1Keys.size} keys), ${newLayout} of the new layout`);
+    + `${tombstones} tombstones of version-1 keys (${v1Keys.size} keys), ${newLayout} of the new layout`);
+  // Once logged, a conversion is not logged again: a restore that reads a version-1 record and
+  // then its tombstone knows the converted chat follows in the changelog.
+  assert.equal(tombstones, v1Keys.size, `${when}: one tombstone per version-1 key`);
 }
 
-async function runCase(c: Case): Promise<void> {
+/** How the new tracker finds its stores: empty (restore from the changelog), version-1 stores, or stores it converted before. */
+type StartsFrom = 'empty' | 'version-1 stores' | 'converted stores';
+
+async function runCase(c: Case, from: StartsFrom): Promise<void> {
   const fixtureSealed = fixture.sealed.map((s) => s.key_sha256);
   const fixtureSealedIds = new Set(fixture.sealed.map((s) => s.conversation_id));
   const fixtureLate = fixture.late.map(lateKey);
@@ -310,11 +317,12 @@ async function runCase(c: Case): Promise<void> {
   const restoredLog = logged(t1, 'task restored');
   console.log(`[${c.name}] tasks restored: ${JSON.stringify(restoredLog.map((l) => ({ wiped: l.wiped, from: l.from, end: l.end, records: l.records })))}; `
     + `chats converted in the store: ${converted}`);
-  if (c.name.endsWith('store')) {
-    assert.equal(converted, fixture.store.filter((e) => e.s).length, 'every version-1 store entry converted in place');
-    for (const l of restoredLog) { assert.equal(l.wiped, false); assert.equal(l.records, 0, 'nothing to restore past the checkpoint'); }
-  } else {
+  assert.equal(restoredLog.length, c.partitions.length);
+  if (from === 'empty') {
     for (const l of restoredLog) assert.equal(l.wiped, true);
+  } else {
+    assert.equal(converted, from === 'version-1 stores' ? fixture.store.filter((e) => e.s).length : 0, 'version-1 store entries converted in place');
+    for (const l of restoredLog) { assert.equal(l.wiped, false); assert.equal(l.records, 0, 'nothing to restore past the checkpoint'); }
   }
   assert.equal(o1.dlq, 0, 'nothing dead-lettered');
   sameMultiset([...fixtureSealed, ...o1.sealed.map(keyHash)], expected.conversations.map(keyHash), 'sealed conversations (fixture + new tracker) against the rules',
@@ -411,11 +419,25 @@ async function runCase(c: Case): Promise<void> {
 
 test('upgrade from a version-1 changelog: restore converts the records, phase 2 continues the open conversations', async () => {
   const c = await prepare('upgrade-changelog');
-  await runCase(c);
+  await runCase(c, 'empty');
 });
 
 test('upgrade from a version-1 store kept after a clean stop: converted in place, phase 2 continues the open conversations', async () => {
   const c = await prepare('upgrade-store');
   await writeV1Stores(c);
-  await runCase(c);
+  await runCase(c, 'version-1 stores');
+});
+
+test('a tracker that converted version-1 records and stopped before its first commit: the next one on the kept stores still logs the conversion', async () => {
+  // The first tracker restores and converts the version-1 changelog, and stops cleanly before any
+  // transaction: no input past the committed offsets, no punctuation (1 h). Its stores are kept
+  // (checkpoints) and hold the converted chats; the changelog holds only the version-1 records.
+  const c = await prepare('upgrade-early-stop', { phase2: false });
+  const early = start(c, { ...c.env, PUNCTUATE_INTERVAL: '1h' });
+  await waitFor('tasks restored', 60_000, async () => (logged(early, 'task restored').length === c.partitions.length ? true : undefined));
+  await stop(early);
+  const ends = await endOffsets(c.topics.trackerChangelog, c.partitions);
+  for (const p of c.partitions) assert.equal(ends.get(p), fixture.meta.changelogRecords[p], `nothing logged to changelog partition ${p} before the stop`);
+  await produce(c, c.phase2);
+  await runCase(c, 'converted stores');
 });
