@@ -9,6 +9,8 @@
 //                                  something (deadline and settle time), so a punctuation reads
 //                                  only what is due
 //   x␀<chat>                       the due time a chat is indexed under (to replace its entry)
+//   u␀<chat>                       a chat converted from a version-1 record whose conversion is
+//                                  not logged yet (deleted with the commit that logs it)
 //   m:open                         open conversation count (for the gauge)
 // Loaded chats are cached; changed ones are written at the task's commit, after which the cache
 // holds at most CACHE_LIMIT chats and CACHE_BYTES of open messages (state lives on disk).
@@ -60,6 +62,7 @@ interface Entry extends StoredChat {
 const pad = (n: number) => String(Math.max(0, Math.floor(n))).padStart(15, '0');
 const indexKey = (due: number, chatId: string) => `d:${pad(due)}:${chatId}`;
 const indexedKey = (chatId: string) => `x\u0000${chatId}`;
+const pendingUpgradeKey = (chatId: string) => `u\u0000${chatId}`;
 const openBytes = (state: ChatState) => { let n = 0; for (const c of state.open) n += c.bytes; return n; };
 
 let metrics: ReturnType<typeof createMetrics> | null = null;
@@ -87,8 +90,14 @@ export class ConversationTracker implements Processor {
   /** This transaction's record writes, and the keys among them first written by it. */
   private writes: RecordWrites = new Map();
   private readonly fresh = new Set<string>();
-  /** Chats converted from version-1 records, to be logged in the current layout. */
+  /**
+   * Chats converted from version-1 records, to be logged in the current layout. The conversion is
+   * written to the store at once (restore, init), so it is also marked there (u␀<chat>): a task
+   * closed cleanly before its first commit keeps the store, and the next one must still log it.
+   */
   private readonly upgraded = new Set<string>();
+  /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
+  private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
@@ -101,6 +110,7 @@ export class ConversationTracker implements Processor {
   async init(ctx: ProcessorContext): Promise<void> {
     this.ctx = ctx;
     await this.upgradeStore();
+    await ctx.store.scan('u\u0000', 'u\u0001', (k) => { this.upgraded.add(k.slice(2)); });
     const meta = await ctx.store.get('m:open');
     this.openTotal = meta ? Number(meta.toString()) || 0 : 0;
   }
@@ -124,7 +134,7 @@ export class ConversationTracker implements Processor {
         const chat = key.slice(2);
         const sc = upgradeV1(chat, value);
         ops.push(...await this.replaceChat(chat, sc));
-        ops.push({ type: 'del', key });
+        ops.push({ type: 'del', key }, { type: 'put', key: pendingUpgradeKey(chat), value: Buffer.alloc(0) });
         this.upgraded.add(chat);
       }
       await store.write(ops);
@@ -144,11 +154,19 @@ export class ConversationTracker implements Processor {
       const key = r.key.toString();
       const k = parseKey(key);
       if (k.kind === 'v1') {
-        // A version-1 record holds the whole chat; its tombstone (logged after the chat was
-        // converted) removes nothing of the current layout.
-        if (r.value === null) continue;
+        // A version-1 record holds the whole chat; its tombstone was logged in the transaction
+        // that logged the converted chat, whose records precede it: the conversion is logged, and
+        // the tombstone removes nothing of the current layout.
+        if (r.value === null) {
+          ops.push({ type: 'del', key: pendingUpgradeKey(k.chat) });
+          this.upgraded.delete(k.chat);
+          continue;
+        }
         if (ops.length > 0) { await this.ctx.store.write(ops.splice(0)); }
-        await this.ctx.store.write(await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)));
+        await this.ctx.store.write([
+          ...await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)),
+          { type: 'put', key: pendingUpgradeKey(k.chat), value: Buffer.alloc(0) },
+        ]);
         this.upgraded.add(k.chat);
       } else if (r.value === null) {
         ops.push({ type: 'del', key });
@@ -189,6 +207,7 @@ export class ConversationTracker implements Processor {
   // --- events --------------------------------------------------------------------------------
 
   async process(records: InputRecord[]): Promise<void> {
+    this.upgradesInFlight.clear(); // a new event: the last flush's transaction committed
     const now = this.now();
     // Decode everything first, so the states of all chats in the batch load in one read.
     const decoded: (ChatMessage | Error | ChatCommand)[] = new Array(records.length);
@@ -234,6 +253,7 @@ export class ConversationTracker implements Processor {
   }
 
   async punctuate(now: number): Promise<void> {
+    this.upgradesInFlight.clear();
     if (!this.ctx.caughtUp()) return;
     await this.sealDue(now);
   }
@@ -409,12 +429,15 @@ export class ConversationTracker implements Processor {
 
   async flush(): Promise<void> {
     this.publishCounts();
+    // Getting here again means the last flush's transaction committed (a failed one is aborted).
+    this.upgradesInFlight.clear();
     if (this.upgraded.size > 0) {
       // Chats converted from version 1: log all their records and the old key's tombstone.
       await this.load([...this.upgraded].filter((c) => !this.cache.has(c)));
       for (const chat of this.upgraded) {
         everything(this.entry(chat), this.writes);
         this.dirty.add(chat);
+        this.upgradesInFlight.add(chat);
       }
       this.upgraded.clear();
     }
@@ -437,7 +460,7 @@ export class ConversationTracker implements Processor {
     for (const [key, value] of this.writes) {
       const k = parseKey(key);
       if (k.kind === 'v1') {
-        this.ctx.logChange(key, null, [{ type: 'del', key: `s:${k.chat}` }]);
+        this.ctx.logChange(key, null, [{ type: 'del', key: `s:${k.chat}` }, { type: 'del', key: pendingUpgradeKey(k.chat) }]);
       } else {
         this.ctx.logChange(key, value, [value === null ? { type: 'del', key } : { type: 'put', key, value }]);
       }
@@ -474,6 +497,9 @@ export class ConversationTracker implements Processor {
     this.dirty.clear();
     this.writes = new Map();
     this.fresh.clear();
+    // Conversions the failed transaction was to log are pending again (their u␀ marks stay in the store).
+    for (const chat of this.upgradesInFlight) this.upgraded.add(chat);
+    this.upgradesInFlight.clear();
   }
 
   async close(): Promise<void> {
