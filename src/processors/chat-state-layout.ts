@@ -241,8 +241,21 @@ export function upgradeV1(chat: string, value: Buffer): StoredChat {
 
 // --- what changed ----------------------------------------------------------------------------------
 
-/** Record writes of one transaction: key → value, null for a delete. */
-export type RecordWrites = Map<string, Buffer | null>;
+/**
+ * Record writes of one transaction: key → value, null for a delete. A placed message's value is
+ * encoded only when the transaction is written (`recordValue`): on a backlog most messages are
+ * placed and sealed within one transaction and never encoded at all.
+ */
+export type RecordWrites = Map<string, Buffer | null | PendingMessage>;
+
+/** A message record not encoded yet. */
+export class PendingMessage {
+  constructor(readonly m: ChatMessage, readonly arrivedAt: number, readonly tag: number | undefined) {}
+}
+
+export function recordValue(v: Buffer | null | PendingMessage): Buffer | null {
+  return v instanceof PendingMessage ? encodeMessage(v.m, v.arrivedAt, v.tag) : v;
+}
 
 /**
  * Writes for a message the rules placed. Called right after the step that placed it, before any
@@ -252,7 +265,7 @@ export function placed(sc: StoredChat, m: ChatMessage, arrivedAt: number, into: 
   const seq = sc.nextSeq++;
   sc.seqOf.set(m, seq);
   const key = messageKey(sc.state.chatId, seq);
-  writes.set(key, encodeMessage(m, arrivedAt, threadTag(sc, into)));
+  writes.set(key, new PendingMessage(m, arrivedAt, threadTag(sc, into)));
   fresh.add(key);
 }
 

@@ -21,7 +21,7 @@ import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
 import { type ChatState, type Output, type RulesConfig, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
-  type StoredChat, type RecordWrites, assembleChat, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
+  type StoredChat, type RecordWrites, assembleChat, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
   prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
@@ -403,8 +403,9 @@ export class ConversationTracker implements Processor {
     }
     const writes: RecordWrites = new Map();
     everything(sc, writes);
-    for (const [key, value] of writes) {
+    for (const [key, lazy] of writes) {
       if (parseKey(key).kind === 'v1') continue;
+      const value = recordValue(lazy);
       ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
     }
     this.cache.delete(chat);
@@ -457,8 +458,9 @@ export class ConversationTracker implements Processor {
       this.openTotal += open - e.open;
       e.open = open;
     }
-    for (const [key, value] of this.writes) {
+    for (const [key, lazy] of this.writes) {
       const k = parseKey(key);
+      const value = recordValue(lazy);
       if (k.kind === 'v1') {
         this.ctx.logChange(key, null, [{ type: 'del', key: `s:${k.chat}` }, { type: 'del', key: pendingUpgradeKey(k.chat) }]);
       } else {
