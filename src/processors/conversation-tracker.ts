@@ -43,6 +43,12 @@ export interface TrackerDeps {
   log: Logger;
   /** Wall clock; tests may pin it. */
   now?: () => number;
+  /**
+   * Most chats sealed by wall clock per punctuation (PUNCTUATE_MAX_SEALS; 0: no bound). A burst of
+   * due deadlines is sealed in chunks of this many chats, each its own transaction, with input batches
+   * between them (the runtime punctuates again while something is due). check-sealing is not bounded.
+   */
+  maxSealsPerPunctuation?: number;
 }
 
 interface Entry {
@@ -180,16 +186,28 @@ export class ConversationTracker implements Processor {
 
   async punctuate(now: number): Promise<void> {
     if (!this.ctx.caughtUp()) return;
-    await this.sealDue(now);
+    await this.sealDue(now, this.deps.maxSealsPerPunctuation || Infinity);
   }
 
-  /** Seals, by wall clock, every open conversation whose deadline is before `now`. */
-  private async sealDue(now: number): Promise<string[]> {
+  /**
+   * Wall-clock ms from which a punctuation would seal something: the earliest indexed deadline
+   * (ended_at + gap + grace) + 1, since rule 2 seals when now > deadline; null when no chat is
+   * open. From the store's index, i.e. committed state, as the runtime's contract asks.
+   */
+  async nextDueAt(): Promise<number | null> {
+    const [first] = await this.ctx.store.range('d:', 'd;', 1);
+    return first === undefined ? null : Number(first[0].slice(2, 17)) + 1;
+  }
+
+  /** Seals, by wall clock, open conversations whose deadline is before `now`: the first `limit` chats of the index. */
+  private async sealDue(now: number, limit = Infinity): Promise<string[]> {
     const sealed: string[] = [];
     let from = 'd:';
     const to = `d:${pad(now)}`;
-    for (;;) {
-      const due = await this.ctx.store.range(from, to, DUE_CHUNK);
+    for (let left = limit; left > 0;) {
+      const want = Math.min(DUE_CHUNK, left);
+      const due = await this.ctx.store.range(from, to, want);
+      left -= due.length;
       if (due.length === 0) break;
       const chats = due.map(([k]) => k.slice(18));
       await this.load(chats.filter((c) => !this.cache.has(c)));
@@ -201,7 +219,7 @@ export class ConversationTracker implements Processor {
         for (const o of res.outputs) if (o.kind === 'sealed') sealed.push(o.conversation.conversation_id);
         await this.emit(res.outputs, null);
       }
-      if (due.length < DUE_CHUNK) break;
+      if (due.length < want) break;
       from = `${due[due.length - 1]![0]}\u0000`;
     }
     return sealed;
