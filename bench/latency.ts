@@ -24,28 +24,39 @@ const GAP_MS = 3000;
 
 export interface DelayStats {
   n: number; expected: number; p50: number; p99: number; max: number; min: number;
-  /** Conversations received more than once (each chat of the bench has exactly one). */
+  /** Sealed events received more than once for the same conversation (chat, started_at), at distinct offsets. */
   duplicates?: number;
   /** Chats whose conversation was never received. */
   missing?: number;
+  /** Chats received as more than one conversation (the traffic means one per chat). */
+  split?: number;
 }
 
 function stats(xs: number[], expected: number): DelayStats {
   return { n: xs.length, expected, p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), max: Math.max(...xs), min: Math.min(...xs) };
 }
 
-/** Delay stats over the first receipt of each expected chat, with duplicates and missing counted. */
-function statsByChat(received: Map<string, number[]>, chats: string[]): DelayStats {
+/** Per chat, per conversation (its started_at): the delay of every receipt. */
+type Receipts = Map<string, Map<number, number[]>>;
+
+/**
+ * Delay stats over the expected chats: each chat's last conversation, its first receipt; with
+ * duplicates (a conversation received twice), missing chats and split ones counted.
+ */
+function statsByChat(received: Receipts, chats: string[]): DelayStats {
   const first: number[] = [];
   let duplicates = 0;
   let missing = 0;
+  let split = 0;
   for (const c of chats) {
-    const d = received.get(c);
-    if (!d || d.length === 0) { missing++; continue; }
-    first.push(d[0]!);
-    duplicates += d.length - 1;
+    const convs = received.get(c);
+    if (!convs || convs.size === 0) { missing++; continue; }
+    if (convs.size > 1) split++;
+    const last = Math.max(...convs.keys());
+    first.push(convs.get(last)![0]!);
+    for (const d of convs.values()) duplicates += d.length - 1;
   }
-  return { ...stats(first, chats.length), duplicates, missing };
+  return { ...stats(first, chats.length), duplicates, missing, split };
 }
 
 /**
@@ -119,16 +130,18 @@ async function coincidingTraffic(kafka: ReturnType<typeof benchKafka>, topics: s
     chat_type: 'direct', is_from_me: i % 2 === 0, reply_to_message_id: null, account_id: null,
   });
   const t0 = Date.now();
+  // T is fixed in advance, so every chat's messages lie within leadMs (< gap) of its last one
+  // even if producing falls behind on a loaded machine: one conversation per chat.
+  const T = t0 + leadMs;
   for (let k = 0; k < plan.length;) {
     const wait = t0 + plan[k]!.at - Date.now();
     if (wait > 0) await sleep(wait);
     const due: typeof plan = [];
     while (k < plan.length && t0 + plan[k]!.at <= Date.now()) due.push(plan[k++]!);
-    await send(due.map((p) => message(p.chat, p.i, Date.now())));
+    await send(due.map((p) => message(p.chat, p.i, Math.min(Date.now(), T - 1))));
   }
-  const wait = t0 + leadMs - Date.now();
+  const wait = T - Date.now();
   if (wait > 0) await sleep(wait);
-  const T = Date.now();
   await send(chatIds.map((chat) => message(chat, lastIndex.get(chat)!, T)));
   await producer.disconnect();
   return T;
@@ -212,18 +225,29 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
 
     // Per design (trackers, then the seed), per chat: every receipt's delay, and sealed_at's.
     const designs = TRACKERS.length + 1;
-    const received = Array.from({ length: designs }, () => new Map<string, number[]>());
-    const sealed = Array.from({ length: designs }, () => new Map<string, number[]>());
+    const received = Array.from({ length: designs }, (): Receipts => new Map());
+    const sealed = Array.from({ length: designs }, (): Receipts => new Map());
+    // A record delivered twice to the consumer (a rebalance of its group) is one record: count
+    // each (partition, offset) once, so that duplicates are distinct sealed events only.
+    const seen = new Set<string>();
     const sealedTopics = [...topics.map((t) => t.sealed), seedOut];
     await consumer.connect();
     await consumer.subscribe({ topics: sealedTopics, fromBeginning: true });
     await consumer.run({
-      eachMessage: async ({ topic, message }) => {
+      eachMessage: async ({ topic, partition, message }) => {
         const now = Date.now();
-        const c = JSON.parse(message.value!.toString('utf8')) as { chat_id: string; ended_at: number; gap_ms: number; sealed_at: number };
+        const id = `${topic}/${partition}/${message.offset}`;
+        if (seen.has(id)) return;
+        seen.add(id);
+        const c = JSON.parse(message.value!.toString('utf8')) as { chat_id: string; started_at: number; ended_at: number; gap_ms: number; sealed_at: number };
         const deadline = c.ended_at + c.gap_ms;
         const i = sealedTopics.indexOf(topic);
-        const push = (m: Map<string, number[]>, v: number) => { const l = m.get(c.chat_id); if (l) l.push(v); else m.set(c.chat_id, [v]); };
+        const push = (m: Receipts, v: number) => {
+          let convs = m.get(c.chat_id);
+          if (!convs) m.set(c.chat_id, (convs = new Map()));
+          const l = convs.get(c.started_at);
+          if (l) l.push(v); else convs.set(c.started_at, [v]);
+        };
         push(received[i]!, now - deadline);
         push(sealed[i]!, c.sealed_at - deadline);
       },
@@ -238,7 +262,10 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
         const s = statsByChat(sealed[i]!, chatIds);
         return {
           ...t, received: statsByChat(received[i]!, chatIds), sealed: s,
-          sealedAfterOneTick: chatIds.filter((c) => (sealed[i]!.get(c)?.[0] ?? 0) > t.tickMs).length,
+          sealedAfterOneTick: chatIds.filter((c) => {
+            const convs = sealed[i]!.get(c);
+            return convs !== undefined && convs.get(Math.max(...convs.keys()))![0]! > t.tickMs;
+          }).length,
         };
       }),
       seed: statsByChat(received[TRACKERS.length]!, chatIds),

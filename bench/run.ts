@@ -123,9 +123,10 @@ async function main(): Promise<void> {
   if (want('latency')) results.sealDelay = await runSealDelay({ chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log });
   if (want('burst')) {
     results.burst = await runBurst({
-      chats: scale.burstChats, gapMs: 30_000, probesPerSecond: 200, log,
+      chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
       variants: [
         { variant: 'seal timer, PUNCTUATE_MAX_SEALS 1000 (default)', sealTimer: 'deadline', maxSeals: 1000 },
+        { variant: 'seal timer, PUNCTUATE_MAX_SEALS 250', sealTimer: 'deadline', maxSeals: 250 },
         { variant: 'seal timer, no bound (one transaction per partition)', sealTimer: 'deadline', maxSeals: 0 },
       ],
     });
@@ -166,7 +167,7 @@ async function main(): Promise<void> {
   }
   if (results.sealDelay) {
     const s = results.sealDelay;
-    const counts = (d: DelayStats) => `${d.n}/${d.expected}, ${d.missing ?? 0} missing, ${d.duplicates ?? 0} duplicated`;
+    const counts = (d: DelayStats) => `${d.n}/${d.expected}, ${d.missing ?? 0} missing, ${d.duplicates ?? 0} duplicated${d.split ? `, ${d.split} chats split` : ''}`;
     const phases = [{ what: `seal delay past deadline (live, gap 3 s, ${s.chats} chats)`, p: { trackers: s.trackers, seed: s.seed } }];
     if (s.coincide) phases.push({ what: `seal delay past deadline (all ${s.coincide.chats} deadlines coincide)`, p: s.coincide });
     for (const { what, p } of phases) {

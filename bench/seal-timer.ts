@@ -152,6 +152,7 @@ async function burstOnce(opts: {
 
     // Sealed events, by chat; the consumer has joined its group before the burst starts.
     const receipts = new Map<string, number[]>();
+    const seen = new Set<string>();
     const joined = new Promise<void>((r) => consumer.on(consumer.events.GROUP_JOIN, () => r()));
     await consumer.connect();
     await consumer.subscribe({ topics: [topics.sealed], fromBeginning: true });
@@ -159,6 +160,10 @@ async function burstOnce(opts: {
       eachBatch: async ({ batch }) => {
         const now = Date.now();
         for (const m of batch.messages) {
+          // A redelivery (a rebalance of the consumer's group) is not a second sealed event.
+          const id = `${batch.partition}/${m.offset}`;
+          if (seen.has(id)) continue;
+          seen.add(id);
           const chat = m.key!.toString();
           if (!chat.startsWith('burst-')) continue;
           const l = receipts.get(chat);
