@@ -160,6 +160,26 @@ export async function waitReady(port: number, child: Child, timeoutMs: number): 
   }
 }
 
+/**
+ * `chatstats run tracker`, ready. On a loaded broker a tracker may exit at start-up because a topic
+ * it has just created is not hosted yet ("This server does not host this topic-partition"):
+ * start it again, up to three times.
+ */
+export async function startTracker(env: Record<string, string>): Promise<{ child: Child; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = spawnRole('tracker', { ...env, METRICS_PORT: String(port) });
+    try {
+      await waitReady(port, child, 120_000);
+      return { child, port };
+    } catch (e) {
+      await child.stop('SIGTERM', 10_000).catch(() => undefined);
+      if (attempt >= 3) throw e;
+      await sleep(2000);
+    }
+  }
+}
+
 export interface TrackerDelay {
   label: string;
   sealTimer: 'deadline' | 'tick';
@@ -210,12 +230,7 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
   try {
     for (const t of topics) await createTopics(admin, [t.messages], 6, { 'retention.ms': String(86_400_000) });
     await createTopics(admin, [seedOut], 6, { 'retention.ms': String(86_400_000) });
-    for (const run of runs) {
-      const port = await freePort();
-      const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
-      children.push(tracker);
-      await waitReady(port, tracker, 120_000);
-    }
+    for (const run of runs) children.push((await startTracker(run.env)).child);
     const seed = spawnBenchScript('seed-redis', {
       KAFKA_BROKERS: runs[0]!.env.KAFKA_BROKERS!, TOPIC: topics[0]!.messages, OUT_TOPIC: seedOut, GROUP: `${runs[0]!.prefix}seed`,
       GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${runs[0]!.id}:`,

@@ -36,11 +36,11 @@ interface Scale {
 
 const SHORT: Scale = {
   name: 'short', backlog: 100_000, punctuationSizes: [10_000, 100_000], budgetMs: 60_000, flowBudgetMs: 45_000,
-  liveChats: 200, liveSeconds: 20, seedCheckMs: 10_000, burstChats: 20_000, idleChats: 20_000, idleSeconds: 15,
+  liveChats: 200, liveSeconds: 20, seedCheckMs: 10_000, burstChats: 20_000, idleChats: 20_000, idleSeconds: 30,
 };
 const FULL: Scale = {
   name: 'full', backlog: 1_000_000, punctuationSizes: [10_000, 100_000, 1_000_000], budgetMs: 300_000, flowBudgetMs: 120_000,
-  liveChats: 600, liveSeconds: 120, seedCheckMs: 60_000, burstChats: 100_000, idleChats: 100_000, idleSeconds: 30,
+  liveChats: 600, liveSeconds: 120, seedCheckMs: 60_000, burstChats: 100_000, idleChats: 100_000, idleSeconds: 60,
 };
 
 function log(s: string): void {
@@ -187,7 +187,7 @@ async function main(): Promise<void> {
     const base = results.idle.trackers.find((t) => t.sealTimer === 'tick' && t.tickMs === 1000);
     for (const t of results.idle.trackers) {
       rows.push([`idle CPU, ${fmtInt(results.idle.chats)} open chats, no traffic (${results.idle.seconds.toFixed(0)} s)`, `tracker, ${t.label}`,
-        `${t.cpuPercent.toFixed(2)} % of a core (${fmtInt(t.cpuMs)} ms CPU), RSS ${fmtInt(t.rssMb)} MB`, base ? `${fmtRatio(t.cpuMs / base.cpuMs)} of fixed tick 1 s` : '']);
+        `${t.cpuPercent.toFixed(2)} % of a core (${fmtInt(t.cpuMs)} ms CPU: ${t.windowsMs.map(fmtInt).join(' / ')} in three windows), RSS ${fmtInt(t.rssMb)} MB`, base ? `${fmtRatio(t.cpuMs / base.cpuMs)} of fixed tick 1 s` : '']);
     }
   }
   if (results.endToEnd) {
