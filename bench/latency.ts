@@ -1,10 +1,13 @@
 // Live latencies, time scaled down: the conversation gap is 3 s instead of 90 min (a seal's delay
 // past its deadline does not depend on the gap's length, only on how the deadline is noticed).
 //
-// sealDelay: the seed's design (Redis sorted set + a periodic check, seed-redis.ts) and ours
-//   (`chatstats run tracker`, PUNCTUATE_INTERVAL 1 s as in production, and a second instance at
-//   250 ms) consume the same live traffic at the same time; a downstream read_committed consumer
-//   receives every design's sealed events. Delay = time received - (ended_at + gap).
+// sealDelay: the seed's design (Redis sorted set + a periodic check, seed-redis.ts) and three
+//   trackers (`chatstats run tracker`): the seal timer (SEAL_TIMER=deadline, the default, with the
+//   production tick of 1 s as its upper bound), and the old fixed tick (SEAL_TIMER=tick) at 1 s
+//   and at 250 ms, consume the same traffic at the same time; a downstream read_committed consumer
+//   receives every design's sealed events. Delay = time received - (ended_at + gap). Two phases
+//   on the same processes: live traffic (deadlines at random moments), then a variant in which
+//   every chat's last message has the same sent_at, so that all deadlines coincide.
 // endToEnd: `chatstats run all` (tracker, ETL into a fresh PostgreSQL database, analysis) on live
 //   traffic: from a conversation's last message being produced to its analysis.completed events.
 import { Client } from 'pg';
@@ -19,10 +22,41 @@ import { freePort } from './throughput';
 
 const GAP_MS = 3000;
 
-export interface DelayStats { n: number; expected: number; p50: number; p99: number; max: number; min: number }
+export interface DelayStats {
+  n: number; expected: number; p50: number; p99: number; max: number; min: number;
+  /** Sealed events received more than once for the same conversation (chat, started_at), at distinct offsets. */
+  duplicates?: number;
+  /** Chats whose conversation was never received. */
+  missing?: number;
+  /** Chats received as more than one conversation (the traffic means one per chat). */
+  split?: number;
+}
 
 function stats(xs: number[], expected: number): DelayStats {
   return { n: xs.length, expected, p50: quantile(xs, 0.5), p99: quantile(xs, 0.99), max: Math.max(...xs), min: Math.min(...xs) };
+}
+
+/** Per chat, per conversation (its started_at): the delay of every receipt. */
+type Receipts = Map<string, Map<number, number[]>>;
+
+/**
+ * Delay stats over the expected chats: each chat's last conversation, its first receipt; with
+ * duplicates (a conversation received twice), missing chats and split ones counted.
+ */
+function statsByChat(received: Receipts, chats: string[]): DelayStats {
+  const first: number[] = [];
+  let duplicates = 0;
+  let missing = 0;
+  let split = 0;
+  for (const c of chats) {
+    const convs = received.get(c);
+    if (!convs || convs.size === 0) { missing++; continue; }
+    if (convs.size > 1) split++;
+    const last = Math.max(...convs.keys());
+    first.push(convs.get(last)![0]!);
+    for (const d of convs.values()) duplicates += d.length - 1;
+  }
+  return { ...stats(first, chats.length), duplicates, missing, split };
 }
 
 /**
@@ -70,7 +104,50 @@ async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[
   return sent;
 }
 
-async function waitReady(port: number, child: Child, timeoutMs: number): Promise<void> {
+/**
+ * Coinciding deadlines: every chat sends 0 to 7 messages at random moments of the `leadMs` before
+ * T (sent_at = now), then its last message with sent_at = T exactly, all chats' last messages in
+ * one request: every chat has one conversation, and all their deadlines are T + gap.
+ */
+async function coincidingTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[], chatIds: string[], leadMs: number, seed: number): Promise<number> {
+  const rng = new Rng(seed);
+  const plan: { at: number; chat: string; i: number }[] = [];
+  const lastIndex = new Map<string, number>();
+  for (const chat of chatIds) {
+    const n = rng.int(1, 8);
+    for (let i = 0; i < n - 1; i++) plan.push({ at: rng.next() * leadMs, chat, i });
+    lastIndex.set(chat, n - 1);
+  }
+  plan.sort((a, b) => a.at - b.at);
+  const producer = kafka.producer({ allowAutoTopicCreation: false, createPartitioner: javaCompatiblePartitioner() });
+  await producer.connect();
+  const send = async (msgs: ChatMessage[]) => {
+    const records = msgs.map((m) => ({ key: m.chat_id, value: encodeMessage(m) }));
+    await producer.sendBatch({ acks: -1, topicMessages: topics.map((topic) => ({ topic, messages: records })) });
+  };
+  const message = (chat: string, i: number, sentAt: number): ChatMessage => ({
+    message_id: `${chat}:${i}`, chat_id: chat, sender_id: `u${i % 2}`, sent_at: sentAt, text: `message ${i}`,
+    chat_type: 'direct', is_from_me: i % 2 === 0, reply_to_message_id: null, account_id: null,
+  });
+  const t0 = Date.now();
+  // T is fixed in advance, so every chat's messages lie within leadMs (< gap) of its last one
+  // even if producing falls behind on a loaded machine: one conversation per chat.
+  const T = t0 + leadMs;
+  for (let k = 0; k < plan.length;) {
+    const wait = t0 + plan[k]!.at - Date.now();
+    if (wait > 0) await sleep(wait);
+    const due: typeof plan = [];
+    while (k < plan.length && t0 + plan[k]!.at <= Date.now()) due.push(plan[k++]!);
+    await send(due.map((p) => message(p.chat, p.i, Math.min(Date.now(), T - 1))));
+  }
+  const wait = T - Date.now();
+  if (wait > 0) await sleep(wait);
+  await send(chatIds.map((chat) => message(chat, lastIndex.get(chat)!, T)));
+  await producer.disconnect();
+  return T;
+}
+
+export async function waitReady(port: number, child: Child, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (child.exitCode() !== undefined) throw new Error(`process exited: ${child.output().slice(-2000)}`);
@@ -83,7 +160,29 @@ async function waitReady(port: number, child: Child, timeoutMs: number): Promise
   }
 }
 
+/**
+ * `chatstats run tracker`, ready. On a loaded broker a tracker may exit at start-up because a topic
+ * it has just created is not hosted yet ("This server does not host this topic-partition"):
+ * start it again, up to three times.
+ */
+export async function startTracker(env: Record<string, string>): Promise<{ child: Child; port: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const child = spawnRole('tracker', { ...env, METRICS_PORT: String(port) });
+    try {
+      await waitReady(port, child, 120_000);
+      return { child, port };
+    } catch (e) {
+      await child.stop('SIGTERM', 10_000).catch(() => undefined);
+      if (attempt >= 3) throw e;
+      await sleep(2000);
+    }
+  }
+}
+
 export interface TrackerDelay {
+  label: string;
+  sealTimer: 'deadline' | 'tick';
   tickMs: number;
   /** Received downstream - (ended_at + gap). */
   received: DelayStats;
@@ -93,22 +192,37 @@ export interface TrackerDelay {
   sealedAfterOneTick: number;
 }
 
-export interface SealDelayResult {
+export interface SealDelayPhase {
   chats: number;
-  trafficSeconds: number;
-  seedCheckMs: number;
   trackers: TrackerDelay[];
   seed: DelayStats;
 }
 
-/** Tick intervals of the trackers that run side by side: production's 1 s, and a shorter one. */
-const TICKS = [1000, 250];
+export interface SealDelayResult {
+  chats: number;
+  trafficSeconds: number;
+  seedCheckMs: number;
+  /** Live traffic: deadlines at random moments. */
+  trackers: TrackerDelay[];
+  seed: DelayStats;
+  /** Every chat's deadline at the same millisecond. */
+  coincide: SealDelayPhase | null;
+}
 
-export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; log: (s: string) => void }): Promise<SealDelayResult> {
+/** The trackers that run side by side: the seal timer, and the old fixed tick at 1 s and 250 ms. */
+const TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number }[] = [
+  { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline', tickMs: 1000 },
+  { label: 'fixed tick 1 s', sealTimer: 'tick', tickMs: 1000 },
+  { label: 'fixed tick 250 ms', sealTimer: 'tick', tickMs: 250 },
+];
+
+export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; coincide?: boolean; log: (s: string) => void }): Promise<SealDelayResult> {
   const kafka = benchKafka('bench-latency');
   const admin = kafka.admin();
   await admin.connect();
-  const runs = TICKS.map((tick) => newRun(`latency${tick}`, { CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: `${tick}ms` }));
+  const runs = TRACKERS.map((t) => newRun(`latency-${t.sealTimer}${t.tickMs}`, {
+    CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: `${t.tickMs}ms`, SEAL_TIMER: t.sealTimer,
+  }));
   const topics = runs.map((run) => topicNames({ topicPrefix: run.prefix, appId: run.appId }));
   const seedOut = `${runs[0]!.prefix}seed.sealed`;
   const children: Child[] = [];
@@ -116,12 +230,7 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
   try {
     for (const t of topics) await createTopics(admin, [t.messages], 6, { 'retention.ms': String(86_400_000) });
     await createTopics(admin, [seedOut], 6, { 'retention.ms': String(86_400_000) });
-    for (const run of runs) {
-      const port = await freePort();
-      const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
-      children.push(tracker);
-      await waitReady(port, tracker, 120_000);
-    }
+    for (const run of runs) children.push((await startTracker(run.env)).child);
     const seed = spawnBenchScript('seed-redis', {
       KAFKA_BROKERS: runs[0]!.env.KAFKA_BROKERS!, TOPIC: topics[0]!.messages, OUT_TOPIC: seedOut, GROUP: `${runs[0]!.prefix}seed`,
       GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${runs[0]!.id}:`,
@@ -129,34 +238,71 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
     children.push(seed);
     await sleep(3000); // the seed's consumer joins its group
 
-    const received = TICKS.map(() => [] as number[]);
-    const sealed = TICKS.map(() => [] as number[]);
-    const theirs: number[] = [];
-    const sealedTopics = topics.map((t) => t.sealed);
+    // Per design (trackers, then the seed), per chat: every receipt's delay, and sealed_at's.
+    const designs = TRACKERS.length + 1;
+    const received = Array.from({ length: designs }, (): Receipts => new Map());
+    const sealed = Array.from({ length: designs }, (): Receipts => new Map());
+    // A record delivered twice to the consumer (a rebalance of its group) is one record: count
+    // each (partition, offset) once, so that duplicates are distinct sealed events only.
+    const seen = new Set<string>();
+    const sealedTopics = [...topics.map((t) => t.sealed), seedOut];
     await consumer.connect();
-    await consumer.subscribe({ topics: [...sealedTopics, seedOut], fromBeginning: true });
+    await consumer.subscribe({ topics: sealedTopics, fromBeginning: true });
     await consumer.run({
-      eachMessage: async ({ topic, message }) => {
+      eachMessage: async ({ topic, partition, message }) => {
         const now = Date.now();
-        const c = JSON.parse(message.value!.toString('utf8')) as { ended_at: number; gap_ms: number; sealed_at: number };
+        const id = `${topic}/${partition}/${message.offset}`;
+        if (seen.has(id)) return;
+        seen.add(id);
+        const c = JSON.parse(message.value!.toString('utf8')) as { chat_id: string; started_at: number; ended_at: number; gap_ms: number; sealed_at: number };
         const deadline = c.ended_at + c.gap_ms;
-        if (topic === seedOut) { theirs.push(now - deadline); return; }
         const i = sealedTopics.indexOf(topic);
-        received[i]!.push(now - deadline);
-        sealed[i]!.push(c.sealed_at - deadline);
+        const push = (m: Receipts, v: number) => {
+          let convs = m.get(c.chat_id);
+          if (!convs) m.set(c.chat_id, (convs = new Map()));
+          const l = convs.get(c.started_at);
+          if (l) l.push(v); else convs.set(c.started_at, [v]);
+        };
+        push(received[i]!, now - deadline);
+        push(sealed[i]!, c.sealed_at - deadline);
       },
     });
-    opts.log(`[latency] live traffic: ${opts.chats} chats over ${opts.seconds} s, gap ${GAP_MS} ms, tracker ticks ${TICKS.join(' and ')} ms, seed check every ${opts.seedCheckMs / 1000} s`);
+    const waitAll = async (chatIds: string[], deadline: number) => {
+      while (Date.now() < deadline && received.some((r) => chatIds.some((c) => !r.has(c)))) await sleep(250);
+      await sleep(1000); // a late duplicate would show up now
+    };
+    const phase = (chatIds: string[]): SealDelayPhase => ({
+      chats: chatIds.length,
+      trackers: TRACKERS.map((t, i) => {
+        const s = statsByChat(sealed[i]!, chatIds);
+        return {
+          ...t, received: statsByChat(received[i]!, chatIds), sealed: s,
+          sealedAfterOneTick: chatIds.filter((c) => {
+            const convs = sealed[i]!.get(c);
+            return convs !== undefined && convs.get(Math.max(...convs.keys()))![0]! > t.tickMs;
+          }).length,
+        };
+      }),
+      seed: statsByChat(received[TRACKERS.length]!, chatIds),
+    });
+
+    opts.log(`[latency] live traffic: ${opts.chats} chats over ${opts.seconds} s, gap ${GAP_MS} ms; ${TRACKERS.map((t) => t.label).join(', ')}; seed check every ${opts.seedCheckMs / 1000} s`);
+    const live = Array.from({ length: opts.chats }, (_, c) => `live-11-${c}`);
     await liveTraffic(kafka, topics.map((t) => t.messages), opts.chats, opts.seconds, 11, () => undefined);
-    const deadline = Date.now() + GAP_MS + opts.seedCheckMs * 2 + 30_000;
-    while ((received.some((r) => r.length < opts.chats) || theirs.length < opts.chats) && Date.now() < deadline) await sleep(250);
+    await waitAll(live, Date.now() + GAP_MS + opts.seedCheckMs * 2 + 30_000);
+    const livePhase = phase(live);
+
+    let coincide: SealDelayPhase | null = null;
+    if (opts.coincide !== false) {
+      const chatIds = Array.from({ length: opts.chats }, (_, c) => `coincide-${c}`);
+      opts.log(`[latency] coinciding deadlines: ${chatIds.length} chats, every last message at the same millisecond`);
+      const T = await coincidingTraffic(kafka, topics.map((t) => t.messages), chatIds, GAP_MS - 500, 13);
+      await waitAll(chatIds, T + GAP_MS + opts.seedCheckMs * 2 + 30_000);
+      coincide = phase(chatIds);
+    }
     return {
       chats: opts.chats, trafficSeconds: opts.seconds, seedCheckMs: opts.seedCheckMs,
-      trackers: TICKS.map((tickMs, i) => ({
-        tickMs, received: stats(received[i]!, opts.chats), sealed: stats(sealed[i]!, opts.chats),
-        sealedAfterOneTick: sealed[i]!.filter((d) => d > tickMs).length,
-      })),
-      seed: stats(theirs, opts.chats),
+      trackers: livePhase.trackers, seed: livePhase.seed, coincide,
     };
   } finally {
     await consumer.disconnect().catch(() => undefined);

@@ -5,7 +5,7 @@
 //   BENCH_SCALE=full npm run bench     the same
 //   npm run bench -- soak live-amplification      named benchmarks only (any of BENCHES below)
 //   npm run bench -- soak --minutes 3             the soak, shorter (default 20 minutes)
-//   npm run bench -- --only=throughput,punctuation,latency,e2e   a subset, the older way
+//   npm run bench -- --only=throughput,punctuation,latency,burst,idle,e2e   a subset, the older way
 // Needs the broker on KAFKA_BROKERS (127.0.0.1:9092), Redis on 127.0.0.1:6379, PostgreSQL on
 // 127.0.0.1:5432, Java 17 and Maven (the Kafka Streams baseline is built on first use). Results
 // also go to bench/results/<scale>-<time>.json. Figures are to be read as ratios within one run:
@@ -17,7 +17,8 @@ import path from 'node:path';
 import { generateTraffic, emptyStats, ircSample, type TrafficStats } from './generator';
 import { fmtInt, fmtRatio, IRC_SAMPLE, KS_JAR, loadAverage, ROOT, spawnBenchScript, lastEvent } from './lib';
 import { runThroughput, type ThroughputResult } from './throughput';
-import { runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult } from './latency';
+import { runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult, type DelayStats } from './latency';
+import { runBurst, runIdle, type BurstResult, type IdleResult } from './seal-timer';
 import { amplificationRows, runLiveAmplification, type AmplificationResult } from './live-amplification';
 import { minutesArg, runSoak, soakOptionsFromEnv, soakRows, writeSoakSvg, type SoakResult } from './soak';
 import { memoryRows, runRocksdbMemory, type MemoryRun } from './rocksdb-memory';
@@ -26,9 +27,9 @@ import { memoryRows, runRocksdbMemory, type MemoryRun } from './rocksdb-memory';
  * Every benchmark by name. `throughput` includes the raw consumer and the exactly-once
  * copy-through beside the tracker, Kafka Streams and @kafkats/flow, and the restore.
  */
-const BENCHES = ['throughput', 'punctuation', 'latency', 'e2e', 'live-amplification', 'soak', 'rocksdb-memory'] as const;
+const BENCHES = ['throughput', 'punctuation', 'latency', 'burst', 'idle', 'e2e', 'live-amplification', 'soak', 'rocksdb-memory'] as const;
 /** What runs when none is named: the long ones only at full scale. */
-const DEFAULT_SHORT = ['throughput', 'punctuation', 'latency', 'e2e', 'live-amplification'];
+const DEFAULT_SHORT = ['throughput', 'punctuation', 'latency', 'burst', 'idle', 'e2e', 'live-amplification'];
 const DEFAULT_FULL = [...BENCHES];
 
 const GAP = 5_400_000;
@@ -42,15 +43,19 @@ interface Scale {
   liveChats: number;
   liveSeconds: number;
   seedCheckMs: number;
+  /** Chats whose deadlines coincide in the burst benchmark, and open chats of the idle one. */
+  burstChats: number;
+  idleChats: number;
+  idleSeconds: number;
 }
 
 const SHORT: Scale = {
   name: 'short', backlog: 100_000, punctuationSizes: [10_000, 100_000], budgetMs: 60_000, flowBudgetMs: 45_000,
-  liveChats: 200, liveSeconds: 20, seedCheckMs: 10_000,
+  liveChats: 200, liveSeconds: 20, seedCheckMs: 10_000, burstChats: 20_000, idleChats: 20_000, idleSeconds: 30,
 };
 const FULL: Scale = {
   name: 'full', backlog: 1_000_000, punctuationSizes: [10_000, 100_000, 1_000_000], budgetMs: 300_000, flowBudgetMs: 120_000,
-  liveChats: 600, liveSeconds: 120, seedCheckMs: 60_000,
+  liveChats: 600, liveSeconds: 120, seedCheckMs: 60_000, burstChats: 100_000, idleChats: 100_000, idleSeconds: 60,
 };
 
 function log(s: string): void {
@@ -107,10 +112,10 @@ async function main(): Promise<void> {
   const results: {
     scale: string; machine: typeof machine; loadAfter?: string; seconds?: number;
     throughput: ThroughputResult[]; generated?: TrafficStats; punctuation: PunctuationResult[];
-    sealDelay: SealDelayResult | null; endToEnd: EndToEndResult | null;
+    sealDelay: SealDelayResult | null; burst: BurstResult[]; idle: IdleResult | null; endToEnd: EndToEndResult | null;
     liveAmplification: AmplificationResult | null; soak: SoakResult | null; rocksdbMemory: MemoryRun[];
   } = {
-    scale: scale.name, machine, throughput: [], punctuation: [], sealDelay: null, endToEnd: null,
+    scale: scale.name, machine, throughput: [], punctuation: [], sealDelay: null, burst: [], idle: null, endToEnd: null,
     liveAmplification: null, soak: null, rocksdbMemory: [],
   };
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
@@ -141,6 +146,17 @@ async function main(): Promise<void> {
   }
   if (want('punctuation')) results.punctuation = await punctuation(scale.punctuationSizes);
   if (want('latency')) results.sealDelay = await runSealDelay({ chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log });
+  if (want('burst')) {
+    results.burst = await runBurst({
+      chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
+      variants: [
+        { variant: 'seal timer, PUNCTUATE_MAX_SEALS 1000 (default)', sealTimer: 'deadline', maxSeals: 1000 },
+        { variant: 'seal timer, PUNCTUATE_MAX_SEALS 250', sealTimer: 'deadline', maxSeals: 250 },
+        { variant: 'seal timer, no bound (one transaction per partition)', sealTimer: 'deadline', maxSeals: 0 },
+      ],
+    });
+  }
+  if (want('idle')) results.idle = await runIdle({ chats: scale.idleChats, seconds: scale.idleSeconds, log });
   if (want('e2e')) results.endToEnd = await runEndToEnd({ chats: Math.min(100, scale.liveChats), seconds: 15, log });
   if (want('live-amplification')) results.liveAmplification = await runLiveAmplification({ log });
   if (want('rocksdb-memory')) results.rocksdbMemory = await runRocksdbMemory({ log });
@@ -184,12 +200,28 @@ async function main(): Promise<void> {
   }
   if (results.sealDelay) {
     const s = results.sealDelay;
-    const what = 'seal delay past deadline (live, gap 3 s)';
-    for (const t of s.trackers) {
-      rows.push([what, `tracker, tick ${t.tickMs} ms`, `received p50 ${fmtInt(t.received.p50)} ms, p99 ${fmtInt(t.received.p99)} ms (${t.received.n}/${t.received.expected}); sealed_at p99 ${fmtInt(t.sealed.p99)} ms, ${t.sealedAfterOneTick} sealed over one tick late`,
-        `seed p99 / ours p99 ${fmtRatio(s.seed.p99 / t.received.p99)}`]);
+    const counts = (d: DelayStats) => `${d.n}/${d.expected}, ${d.missing ?? 0} missing, ${d.duplicates ?? 0} duplicated${d.split ? `, ${d.split} chats split` : ''}`;
+    const phases = [{ what: `seal delay past deadline (live, gap 3 s, ${s.chats} chats)`, p: { trackers: s.trackers, seed: s.seed } }];
+    if (s.coincide) phases.push({ what: `seal delay past deadline (all ${s.coincide.chats} deadlines coincide)`, p: s.coincide });
+    for (const { what, p } of phases) {
+      for (const t of p.trackers) {
+        rows.push([what, `tracker, ${t.label}`, `received p50 ${fmtInt(t.received.p50)} ms, p99 ${fmtInt(t.received.p99)} ms (${counts(t.received)}); sealed_at p50 ${fmtInt(t.sealed.p50)} ms p99 ${fmtInt(t.sealed.p99)} ms`,
+          `seed p99 / ours p99 ${fmtRatio(p.seed.p99 / t.received.p99)}`]);
+      }
+      rows.push([what, `seed: Redis zset, check every ${s.seedCheckMs / 1000} s`, `received p50 ${fmtInt(p.seed.p50)} ms, p99 ${fmtInt(p.seed.p99)} ms (${counts(p.seed)})`, 'baseline']);
     }
-    rows.push([what, `seed: Redis zset, check every ${s.seedCheckMs / 1000} s`, `received p50 ${fmtInt(s.seed.p50)} ms, p99 ${fmtInt(s.seed.p99)} ms (${s.seed.n}/${s.seed.expected})`, 'baseline']);
+  }
+  for (const b of results.burst) {
+    rows.push([`burst: ${fmtInt(b.chats)} deadlines in the same ms`, b.variant,
+      `last sealed ${fmtInt(b.lastSealMs)} ms past the deadline (first ${fmtInt(b.firstSealMs)} ms); ${fmtInt(b.received)} received, ${b.missing} missing, ${b.duplicates} duplicated; sealing punctuations ${JSON.stringify(b.sealingPunctuations)}`,
+      `input lag (${b.probesPerSecond} msg/s) during: p50 ${fmtInt(b.inputLagDuring.p50)} ms p99 ${fmtInt(b.inputLagDuring.p99)} ms max ${fmtInt(b.inputLagDuring.max)} ms; before: p99 ${fmtInt(b.inputLagBefore.p99)} ms${b.readyBeforeDeadline ? '' : ' (input not caught up before the deadline)'}`]);
+  }
+  if (results.idle) {
+    const base = results.idle.trackers.find((t) => t.sealTimer === 'tick' && t.tickMs === 1000);
+    for (const t of results.idle.trackers) {
+      rows.push([`idle CPU, ${fmtInt(results.idle.chats)} open chats, no traffic (${results.idle.seconds.toFixed(0)} s)`, `tracker, ${t.label}`,
+        `${t.cpuPercent.toFixed(2)} % of a core (${fmtInt(t.cpuMs)} ms CPU: ${t.windowsMs.map(fmtInt).join(' / ')} in three windows), RSS ${fmtInt(t.rssMb)} MB`, base ? `${fmtRatio(t.cpuMs / base.cpuMs)} of fixed tick 1 s` : '']);
+    }
   }
   if (results.endToEnd) {
     const e = results.endToEnd;

@@ -29,6 +29,10 @@ export interface Config {
   maxBytes: number;
   maxFutureSkewMs: number;
   punctuateIntervalMs: number;
+  /** `deadline`: each task punctuates at its next deadline; `tick`: at the fixed tick only (the old behaviour). */
+  sealTimer: 'deadline' | 'tick';
+  /** Most chats sealed by wall clock in one punctuation, i.e. one transaction (0: no bound). */
+  punctuateMaxSeals: number;
   /** Bytes fetched per partition per request: one fetch is one transaction of the tracker. */
   fetchMaxBytesPerPartition: number;
   /**
@@ -123,6 +127,12 @@ class Reader {
     return n;
   }
 
+  oneOf<T extends string>(name: string, def: T, values: readonly T[]): T {
+    const v = this.raw(name)?.toLowerCase() ?? def;
+    if (!(values as readonly string[]).includes(v)) throw new ConfigError(name, `expected ${values.join(' or ')}, got "${v}"`);
+    return v as T;
+  }
+
   bool(name: string, def: boolean): boolean {
     const v = this.raw(name);
     if (v === undefined) return def;
@@ -209,6 +219,8 @@ export function loadConfig(env: Env = process.env): Config {
     maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
+    sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick'] as const),
+    punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
     stateMemoryBytes: r.bytes('STATE_MEMORY', '256MiB', 16 * 1_048_576),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),

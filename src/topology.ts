@@ -29,7 +29,7 @@ export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger): T
     name: 'tracker',
     source: t.messages,
     store: { name: 'chat-state', changelog: t.trackerChangelog },
-    processor: () => new ConversationTracker({ rules, topics: t, codec: io, log }),
+    processor: () => new ConversationTracker({ rules, topics: t, codec: io, log, maxSealsPerPunctuation: cfg.punctuateMaxSeals }),
     sinks: { sealed: t.sealed, late: t.late, dlq: t.messagesDlq, commandResults: t.commandResults },
     createPartitioner: JavaCompatiblePartitioner,
   };

@@ -99,13 +99,23 @@ async function sendCommands(kafka: Kafka, cfg: Config, cmds: { cmd: ChatCommand;
   }
 }
 
+/** The seal timer of a partition: when it fires, or why it does not (tick mode, behind, nothing open). */
+function sealTimerCell(p: { sealTimer?: { mode: string; armedAt: number | null }; nextDueAt?: number | null; caughtUp?: boolean }): string {
+  const t = p.sealTimer;
+  if (!t) return '';
+  if (t.armedAt !== null) return `${fmtTime(t.armedAt)} (${t.mode})`;
+  if (t.mode !== 'deadline') return `${t.mode}: fixed tick`;
+  if (p.nextDueAt == null) return 'idle: nothing open';
+  return p.caughtUp ? 'waiting' : 'behind: the batch that catches up punctuates';
+}
+
 function commandOf(type: ChatCommand['type'], chat: string | null): ChatCommand {
   return { command_id: randomUUID(), type, chat_id: chat, issued_at: Date.now(), reply_topic: null };
 }
 
 export function trackerCommands(): Command[] {
   const status = new Command('tracker-status')
-    .description('open conversations, next seal deadlines, per-partition position, lag and caught-up state, from the running trackers')
+    .description('open conversations, next seal deadlines and seal timers, per-partition position, lag and caught-up state, from the running trackers')
     .option('-v, --verbose', 'list the next deadlines of each partition')
     .option('--chat-id <id>', 'show one chat: its partition, owner and open conversations')
     .option('--json', 'print JSON')
@@ -141,8 +151,9 @@ export function trackerCommands(): Command[] {
         return;
       }
       for (const { m, r } of replies) if (r.error) console.log(`instance ${m.clientId}: ${r.error}`);
-      printTable(['partition', 'instance', 'state', 'position', 'end', 'lag', 'caught up', 'open conv.', 'next deadline'],
-        rows.map((p: any) => [p.partition, p.instance, p.state, p.position, p.end, p.lag, p.caughtUp ? 'yes' : 'no', p.open_conversations ?? '', p.next_deadlines[0] ? `${fmtTime(p.next_deadlines[0].deadline)} (${p.next_deadlines[0].chat_id})` : '']));
+      printTable(['partition', 'instance', 'state', 'position', 'end', 'lag', 'caught up', 'open conv.', 'next deadline', 'seal timer'],
+        rows.map((p: any) => [p.partition, p.instance, p.state, p.position, p.end, p.lag, p.caughtUp ? 'yes' : 'no', p.open_conversations ?? '',
+          p.next_deadlines[0] ? `${fmtTime(p.next_deadlines[0].deadline)} (${p.next_deadlines[0].chat_id})` : '', sealTimerCell(p)]));
       const open = rows.reduce((s: number, p: any) => s + (p.open_conversations ?? 0), 0);
       console.log(`\n${rows.length} partition(s) on ${ms.length} instance(s); ${open} open conversation(s)`);
       if (opts.verbose) {

@@ -51,6 +51,12 @@ export interface TrackerDeps {
   log: Logger;
   /** Wall clock; tests may pin it. */
   now?: () => number;
+  /**
+   * Most chats sealed by wall clock per punctuation (PUNCTUATE_MAX_SEALS; 0: no bound). A burst of
+   * due deadlines is sealed in chunks of this many chats, each its own transaction, with input batches
+   * between them (the runtime punctuates again while something is due). check-sealing is not bounded.
+   */
+  maxSealsPerPunctuation?: number;
 }
 
 interface Entry extends StoredChat {
@@ -255,21 +261,34 @@ export class ConversationTracker implements Processor {
   async punctuate(now: number): Promise<void> {
     this.upgradesInFlight.clear();
     if (!this.ctx.caughtUp()) return;
-    await this.sealDue(now);
+    await this.sealDue(now, this.deps.maxSealsPerPunctuation || Infinity);
   }
 
-  /** Seals, by wall clock, every open conversation that is due at `now` (deadline passed, settled). */
-  private async sealDue(now: number): Promise<string[]> {
+  /**
+   * Wall-clock ms from which a punctuation would seal something: the earliest time in the due
+   * index (each chat is indexed under the first `now` at which a caught-up tick seals one of its
+   * conversations: past the deadline and settled); null when no chat is open. From the store's
+   * index, i.e. committed state, as the runtime's contract asks.
+   */
+  async nextDueAt(): Promise<number | null> {
+    const [first] = await this.ctx.store.range('d:', 'd;', 1);
+    return first === undefined ? null : Number(first[0].slice(2, 17));
+  }
+
+  /** Seals, by wall clock, open conversations that are due at `now`: the first `limit` chats of the index. */
+  private async sealDue(now: number, limit = Infinity): Promise<string[]> {
     const sealed: string[] = [];
     let from = 'd:';
     const to = `d:${pad(now + 1)}`;
-    for (;;) {
-      const due = await this.ctx.store.range(from, to, DUE_CHUNK);
+    for (let left = limit; left > 0;) {
+      const want = Math.min(DUE_CHUNK, left);
+      const due = await this.ctx.store.range(from, to, want);
+      left -= due.length;
       if (due.length === 0) break;
       const chats = due.map(([k]) => k.slice(18));
       await this.load(chats.filter((c) => !this.cache.has(c)));
       for (const chat of chats) sealed.push(...await this.tick(chat, now));
-      if (due.length < DUE_CHUNK) break;
+      if (due.length < want) break;
       from = `${due[due.length - 1]![0]}\u0000`;
     }
     return sealed;

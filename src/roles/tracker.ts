@@ -40,7 +40,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log), {
-    appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs,
+    appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer,
     fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition,
   }, log);
   await thread.start();

@@ -49,7 +49,27 @@ export interface Processor {
   /** Called once restore is done, before the first event. */
   restored(): Promise<void>;
   process(records: InputRecord[]): Promise<void>;
+  /**
+   * Seals (or otherwise acts on) what is due at wall-clock `now`. It may stop early, after a
+   * bounded amount of work, with more already due: the runtime then punctuates again at once,
+   * each time in its own transaction and after the input batches queued meanwhile.
+   */
   punctuate(now: number): Promise<void>;
+  /**
+   * Optional: the wall-clock time (ms) from which punctuate() would seal something, or null when
+   * nothing is pending; the runtime arms the task's seal timer for it (SEAL_TIMER=deadline).
+   * Contract:
+   *  - computed from committed state: the runtime calls it in the task's turn, after a commit
+   *    whose store writes are applied, and once after restore; it must not depend on state that
+   *    is only in the current (uncommitted) transaction, nor on whether the task is caught up
+   *    (the runtime checks that);
+   *  - a lower bound: punctuate(t) for any t >= the returned time, once caught up, seals
+   *    something. Earlier is harmless but wastes a punctuation (the runtime then backs off to the
+   *    PUNCTUATE_INTERVAL pace until the state changes); later delays seals to the next tick;
+   *  - cheap (an index seek): it is called after every commit that wrote to the store.
+   * Without it a processor is punctuated by the fixed tick and after each batch only.
+   */
+  nextDueAt?(): Promise<number | null>;
   /** Before commit: hand every dirty state to the context (logChange). */
   flush(): Promise<void>;
   /** The transaction failed: forget everything not yet committed. */

@@ -13,6 +13,8 @@ function create() {
     storeBytes: new Gauge({ name: 'chatstats_store_size_bytes', help: 'Estimated live data size of a task store', labelNames: ['store', 'partition'], registers: [registry] }),
     lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed, per partition', labelNames: ['topic', 'partition'], registers: [registry] }),
     caughtUp: new Gauge({ name: 'chatstats_partition_caught_up', help: '1 when the task has read its partition to the end at the last punctuation', labelNames: ['partition'], registers: [registry] }),
+    punctuations: new Counter({ name: 'chatstats_punctuations_total', help: 'Punctuations by trigger (tick, batch: a batch that read the partition to its end, timer: the seal timer) and result (sealed: it wrote something; nothing; behind: not caught up, so nothing could seal by wall clock)', labelNames: ['trigger', 'result'], registers: [registry] }),
+    nextDue: new Gauge({ name: 'chatstats_next_seal_due_timestamp_seconds', help: 'Per partition: wall-clock time (Unix seconds) from which a punctuation would seal something (the earliest deadline); absent when nothing is open', labelNames: ['partition'], registers: [registry] }),
     tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state', labelNames: ['state'], registers: [registry] }),
   };
 }

@@ -7,12 +7,18 @@
 // transactional id is per input partition (Kafka Streams' first EOS mode): whoever owns the
 // partition next calls initTransactions with the same id, which aborts our open transaction and
 // fences this producer, so a zombie cannot commit after a rebalance.
+//
+// Punctuations come from three places: the thread's fixed tick (PUNCTUATE_INTERVAL, every task),
+// a batch that reads the partition to its end, and the task's seal timer (deadline-timer.ts),
+// armed for the processor's next due time (SEAL_TIMER=deadline). A timer punctuation reads the
+// partition's end first, in the task's turn, so that the caught-up rule is as exact as the tick's.
 import type { Kafka, Producer, Message, IHeaders } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Processor, ProcessorContext, InputRecord, OutputRecord } from './processor';
 import { StateStore, type StoreOp } from './state-store';
 import type { PartitionReader } from './partition-reader';
 import { taskMetrics } from './runtime-metrics';
+import { DeadlineTimer, type LastPunctuation, type TimerPolicy } from './deadline-timer';
 
 export interface TaskSpec {
   appId: string;
@@ -23,6 +29,13 @@ export interface TaskSpec {
   stateDir: string;
   createPartitioner?: Parameters<Kafka['producer']>[0] extends infer P ? P extends { createPartitioner?: infer C } ? C : never : never;
 }
+
+export interface TaskTimerOptions extends TimerPolicy {
+  /** A timer punctuation failed: the thread replaces the task, as for a failed tick. */
+  onError(err: unknown): void;
+}
+
+type Trigger = 'tick' | 'batch' | 'timer';
 
 export class TaskFencedError extends Error {
   constructor(partition: number, cause: unknown) {
@@ -82,6 +95,11 @@ export class StreamTask {
   private end = -1;
   private closed = false;
   private caughtUpAt: number | null = null;
+  private readonly timer: DeadlineTimer | null = null;
+  /** The processor's next due time as of the last commit (null: nothing pending, or unknown). */
+  private nextDue: number | null = null;
+  /** The last punctuation that ran caught up (the only kind that can seal by wall clock). */
+  private lastPunctuation: LastPunctuation | null = null;
   /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
   private storeChangelogEnd = -1;
   readonly ready: Promise<void>;
@@ -99,7 +117,14 @@ export class StreamTask {
     committedOffset: () => Promise<number | null>,
     /** The previous task of this partition in this process, still closing its store. */
     previous: Promise<void> = Promise.resolve(),
+    /** The seal timer; none: punctuated by the tick and after batches only. */
+    timerOptions: TaskTimerOptions | null = null,
   ) {
+    if (timerOptions && processor.nextDueAt) {
+      this.timer = new DeadlineTimer(timerOptions, () => {
+        this.timerPunctuate().catch((err) => timerOptions.onError(err));
+      });
+    }
     this.ready = this.enqueue(async () => {
       await previous;
       return this.start(committedOffset);
@@ -121,6 +146,11 @@ export class StreamTask {
   /** The task's processor, for read-only status queries run through inTurn(). */
   get processorInstance(): Processor { return this.processor; }
   get position(): number { return this.pos; }
+  /** The processor's next due time (wall-clock ms) as of the last commit, or null. */
+  get nextDueAt(): number | null { return this.nextDue; }
+  /** When the seal timer will punctuate (wall-clock ms), or null when it is not armed. */
+  get timerArmedAt(): number | null { return this.timer?.armedAt ?? null; }
+  get timerMode(): string { return this.timer?.mode ?? 'none'; }
 
   private enqueue<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.mailbox.then(fn, fn);
@@ -182,6 +212,7 @@ export class StreamTask {
     m.restoreRecords.inc({ store: spec.storeName }, this.restoredRecords);
     this.log.info({ wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, position: this.pos },
       'task restored');
+    await this.refreshDue(true);
   }
 
   /** Processes one fetched batch and commits it with its input offset, exactly once. */
@@ -201,14 +232,15 @@ export class StreamTask {
       }
       // Past the batch's last offset, which may be a transaction marker rather than a record.
       const next = Math.max(nextOffset, records[records.length - 1]!.offset + 1);
-      await this.commit(next);
+      let stored = (await this.commit(next)).stored;
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
       const now = Date.now();
       this.trackCaughtUp(now);
       // This batch read the partition to the end it had when fetched: punctuate now rather than
       // at the next tick, which under steady traffic may find a batch in flight and skip.
-      if (this.isCaughtUp()) await this.punctuateNow(now);
+      if (this.isCaughtUp()) stored = (await this.punctuateNow(now, 'batch')) || stored;
+      await this.refreshDue(stored);
       return true;
     });
   }
@@ -221,6 +253,7 @@ export class StreamTask {
   skipTo(next: number): void {
     void this.enqueue(async () => {
       if (next > this.pos) this.pos = next;
+      this.rearm();
     });
   }
 
@@ -230,21 +263,82 @@ export class StreamTask {
       if (this.closed) return;
       if (end !== undefined) this.end = end;
       this.trackCaughtUp(now);
-      await this.punctuateNow(now);
+      const stored = await this.punctuateNow(now, 'tick');
+      await this.refreshDue(stored);
       taskMetrics().storeBytes.set({ store: this.spec.storeName, partition: String(this.partition) }, this.store?.approximateSizeBytes() ?? 0);
     });
   }
 
-  private async punctuateNow(now: number): Promise<void> {
+  /** Punctuates and commits; true when the commit wrote to the store. */
+  private async punctuateNow(now: number, trigger: Trigger): Promise<boolean> {
     const t0 = process.hrtime.bigint();
+    const caughtUp = this.isCaughtUp();
     try {
       await this.processor.punctuate(now);
     } catch (e) {
       this.discardPending();
       throw e;
     }
-    await this.commit(null);
-    taskMetrics().punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    const { produced, stored } = await this.commit(null);
+    const m = taskMetrics();
+    m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    m.punctuations.inc({ trigger, result: !caughtUp ? 'behind' : produced ? 'sealed' : 'nothing' });
+    if (caughtUp) this.lastPunctuation = { at: now, sealed: produced };
+    return stored;
+  }
+
+  /**
+   * A punctuation of the seal timer: in the task's turn, read the partition's end (so "caught up"
+   * means it has read everything that was in the partition at this moment, as at a tick), then
+   * punctuate if caught up. Behind, the batch that catches up punctuates instead.
+   */
+  private timerPunctuate(): Promise<void> {
+    const firedAt = Date.now();
+    return this.enqueue(async () => {
+      try {
+        if (this.closed) return;
+        const turnAt = Date.now();
+        let end: number | undefined;
+        try {
+          end = (await this.reader.endOffsets(this.spec.sourceTopic, [this.partition])).get(this.partition);
+        } catch (err) {
+          // Not knowing the end, nothing may seal by wall clock. Count it as a punctuation that
+          // sealed nothing, so that the timer retries at the tick's pace rather than at once.
+          this.log.debug({ err }, 'seal timer cannot read the partition end; the tick will retry');
+          this.lastPunctuation = { at: Date.now(), sealed: false };
+          return;
+        }
+        if (end !== undefined) this.end = end;
+        const now = Date.now();
+        this.trackCaughtUp(now);
+        if (!this.isCaughtUp()) {
+          taskMetrics().punctuations.inc({ trigger: 'timer', result: 'behind' });
+          return;
+        }
+        const stored = await this.punctuateNow(now, 'timer');
+        if (this.log.isLevelEnabled('debug')) {
+          this.log.debug({ due: this.nextDue, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed }, 'seal timer punctuated');
+        }
+        await this.refreshDue(stored);
+      } finally {
+        this.timer?.done();
+      }
+    });
+  }
+
+  /** Asks the processor for its next due time when the store changed (or always), and re-arms. */
+  private async refreshDue(storeChanged: boolean): Promise<void> {
+    if (storeChanged && this.processor.nextDueAt && !this.closed) {
+      this.nextDue = await this.processor.nextDueAt();
+      const labels = { partition: String(this.partition) };
+      if (this.nextDue === null) taskMetrics().nextDue.remove(labels);
+      else taskMetrics().nextDue.set(labels, this.nextDue / 1000);
+    }
+    this.rearm();
+  }
+
+  private rearm(): void {
+    this.timer?.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation });
   }
 
   private discardPending(): void {
@@ -254,7 +348,8 @@ export class StreamTask {
     this.storeOps = [];
   }
 
-  private async commit(nextOffset: number | null): Promise<void> {
+  /** Commits the pending event. `produced`: records went to Kafka; `stored`: the store was written. */
+  private async commit(nextOffset: number | null): Promise<{ produced: boolean; stored: boolean }> {
     await this.processor.flush();
     const outputs = this.outputs;
     const changelog = this.changelog;
@@ -262,9 +357,10 @@ export class StreamTask {
     this.outputs = [];
     this.changelog = [];
     this.storeOps = [];
+    const result = { produced: outputs.length > 0 || changelog.length > 0, stored: ops.length > 0 };
     if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
       await this.store!.write(ops);
-      return;
+      return result;
     }
     const producer = this.producer!;
     const txn = await producer.transaction();
@@ -293,6 +389,7 @@ export class StreamTask {
       throw e;
     }
     await this.store!.write(ops);
+    return result;
   }
 
   // kafkajs retries CONCURRENT_TRANSACTIONS for AddPartitionsToTxn but not for AddOffsetsToTxn;
@@ -324,9 +421,11 @@ export class StreamTask {
    * the store is written only after a commit.
    */
   close(clean: boolean): Promise<void> {
+    this.timer?.cancel();
     const run = async () => {
       if (this.closed) return;
       this.closed = true;
+      taskMetrics().nextDue.remove({ partition: String(this.partition) });
       // Not the changelog's end: by now a new owner may have written to it. What this store
       // holds is exactly the changelog up to the restore target plus our own committed writes.
       const checkpoint = clean && this.store && this.storeChangelogEnd >= 0 ? this.storeChangelogEnd : null;

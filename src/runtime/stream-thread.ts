@@ -1,6 +1,9 @@
 // Runs a topology on kafkajs: one consumer in the topology's group, one task per assigned input
-// partition, a punctuation timer. kafkajs calls eachBatch concurrently across partitions and in
-// order within one; the task's mailbox does the rest.
+// partition, a fixed punctuation tick (PUNCTUATE_INTERVAL: the upper bound between checks, and how
+// tasks learn their partitions' ends) and, per task, a seal timer armed for the processor's next
+// due time (SEAL_TIMER=deadline, the default; `tick` keeps the fixed tick alone, for comparison).
+// kafkajs calls eachBatch concurrently across partitions and in order within one; the task's
+// mailbox does the rest.
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { PartitionReader } from './partition-reader';
@@ -8,12 +11,17 @@ import { StreamTask, TaskFencedError } from './stream-task';
 import type { Topology } from './topology-spec';
 import type { InputRecord } from './processor';
 import { taskMetrics } from './runtime-metrics';
+import { COALESCE_MS, type SealTimerMode } from './deadline-timer';
 
 export interface StreamThreadOptions {
   punctuateIntervalMs: number;
   stateDir: string;
   fetchMaxBytesPerPartition?: number;
   appId: string;
+  /** 'deadline' (default): a timer per task at its next due time; 'tick': the fixed tick only. */
+  sealTimer?: SealTimerMode;
+  /** Coalescing window of the seal timer (default COALESCE_MS, see deadline-timer.ts). */
+  sealCoalesceMs?: number;
 }
 
 export interface PartitionStatus {
@@ -25,6 +33,10 @@ export interface PartitionStatus {
   caughtUp: boolean;
   restoreMs: number;
   restoredRecords: number;
+  /** Wall-clock ms from which a punctuation would seal something (the next deadline), or null. */
+  nextDueAt: number | null;
+  /** The seal timer: its mode and when it will punctuate (null: not armed). */
+  sealTimer: { mode: string; armedAt: number | null };
 }
 
 export class StreamThread {
@@ -126,7 +138,13 @@ export class StreamThread {
         stateDir: this.opts.stateDir,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
-      () => this.committedOffset(partition), this.closing.get(partition));
+      () => this.committedOffset(partition), this.closing.get(partition), {
+        mode: this.opts.sealTimer ?? 'deadline',
+        coalesceMs: this.opts.sealCoalesceMs ?? COALESCE_MS,
+        maxDelayMs: this.opts.punctuateIntervalMs,
+        onError: (err) => this.punctuationFailed(created, err),
+      });
+      const created = task;
       this.tasks.set(partition, task);
       task.ready.catch((err) => {
         this.log.error({ err, partition }, 'task failed to start');
@@ -196,17 +214,20 @@ export class StreamThread {
             m.caughtUp.set({ partition: String(t.partition) }, t.position >= end ? 1 : 0);
           }
         } catch (err) {
-          // As for a failed batch: a fresh task (new producer) takes over the partition.
-          this.log.warn({ err, partition: t.partition }, 'punctuation failed; the task is recreated');
-          if (this.tasks.get(t.partition) === t) {
-            await this.retire(t, true);
-            if (!this.stopping) this.taskFor(t.partition);
-          }
+          await this.punctuationFailed(t, err);
         }
       }));
     } finally {
       this.ticking = false;
     }
+  }
+
+  /** As for a failed batch: a fresh task (new producer) takes over the partition. */
+  private async punctuationFailed(t: StreamTask, err: unknown): Promise<void> {
+    if (this.tasks.get(t.partition) !== t) return;
+    this.log.warn({ err, partition: t.partition }, 'punctuation failed; the task is recreated');
+    await this.retire(t, true);
+    if (!this.stopping) this.taskFor(t.partition);
   }
 
   /** Runs a function in a partition's task turn; null when this instance does not own it. */
@@ -234,6 +255,8 @@ export class StreamThread {
         caughtUp: t.position >= 0 && t.position >= end,
         restoreMs: t.restoreMs,
         restoredRecords: t.restoredRecords,
+        nextDueAt: t.nextDueAt,
+        sealTimer: { mode: t.timerMode, armedAt: t.timerArmedAt },
       });
     }
     return out.sort((a, b) => a.partition - b.partition);

@@ -139,3 +139,64 @@ test('live: a partition written by a transactional producer still counts as caug
   await app.stop();
   apps.pop();
 });
+
+test('live, seal timer: conversations seal at their deadline, not at the next tick', async () => {
+  // A 5 s tick: only the task's timer, armed for the next deadline, can seal within it. The chats'
+  // last messages all come before their deadlines, so no batch punctuates after one either.
+  const cfg = configOf(isolatedEnv('timer', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '5s', SEAL_TIMER: 'deadline' }));
+  const { producer, codec } = await setup(cfg);
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  await waitFor('tracker ready', 30_000, async () => ((await app.ready()) ? true : undefined));
+  const chats = 30;
+  for (let c = 0; c < chats; c++) {
+    for (let i = 0; i < 2; i++) await producer.send(msg(`timer-${c}`, i, Date.now()));
+    await new Promise((r) => setTimeout(r, 23));
+  }
+  await producer.disconnect();
+  const got = await waitFor(`${chats} wall-clock seals`, 30_000, async () => {
+    const s = await sealed(cfg, codec);
+    return s.length >= chats ? s : undefined;
+  });
+  assert.equal(got.length, chats);
+  const delays = got.map((c) => c.sealed_at - (c.ended_at + c.gap_ms));
+  assert.ok(Math.min(...delays) > 0, 'never sealed at or before the deadline');
+  const p50 = quantile(delays, 0.5);
+  const p99 = quantile(delays, 0.99);
+  console.log(`seal delay past the deadline over ${delays.length} conversations (seal timer, tick 5 s): p50 ${p50} ms, p99 ${p99} ms`);
+  assert.ok(p99 < 1000, `p99 seal delay ${p99} ms: the timer, not the 5 s tick, should seal`);
+  await app.stop();
+  apps.pop();
+});
+
+test('burst: deadlines that coincide are sealed in bounded transactions, each conversation once', async () => {
+  const cfg = configOf(isolatedEnv('burst', { CONVERSATION_GAP: '2s', PUNCTUATE_INTERVAL: '1s', TOPIC_PARTITIONS: '1', PUNCTUATE_MAX_SEALS: '500' }));
+  const { producer, codec } = await setup(cfg);
+  const app = await startApp(cfg, ['tracker']);
+  apps.push(app);
+  await waitFor('tracker ready', 30_000, async () => ((await app.ready()) ? true : undefined));
+  const chats = 3000;
+  const at = Date.now();
+  for (let c = 0; c < chats; c += 500) {
+    await producer.send(Array.from({ length: 500 }, (_, k) => msg(`burst-${c + k}`, 0, at)));
+  }
+  await producer.disconnect();
+  const got = await waitFor(`${chats} wall-clock seals`, 60_000, async () => {
+    const s = await sealed(cfg, codec);
+    return s.length >= chats ? s : undefined;
+  });
+  await new Promise((r) => setTimeout(r, 500));
+  const all = await sealed(cfg, codec);
+  assert.equal(all.length, chats, 'none sealed twice');
+  assert.equal(new Set(all.map((c) => c.chat_id)).size, chats);
+  // One punctuation seals at one `now`: group by sealed_at to see the transactions.
+  const perPunctuation = new Map<number, number>();
+  for (const c of got) perPunctuation.set(c.sealed_at, (perPunctuation.get(c.sealed_at) ?? 0) + 1);
+  const sizes = [...perPunctuation.values()];
+  const times = [...perPunctuation.keys()].sort((a, b) => a - b).map((t) => `${t - (at + 2000)} ms: ${perPunctuation.get(t)}`);
+  console.log(`burst of ${chats} coinciding deadlines: ${sizes.length} punctuations (past the deadline: ${times.join(', ')})`);
+  assert.ok(sizes.every((n) => n <= 500), `at most 500 per punctuation: ${sizes.join(', ')}`);
+  assert.ok(sizes.length >= chats / 500);
+  await app.stop();
+  apps.pop();
+});

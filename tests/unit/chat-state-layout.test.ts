@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type StoredChat, type RecordWrites, assembleChat, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
+  type StoredChat, type RecordWrites, assembleChat, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
   prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
 } from '../../src/processors/chat-state-layout';
 import { type ChatState, type RulesConfig, encodeState, step, STATE_VERSION } from '../../src/sessionization/rules';
@@ -26,8 +26,9 @@ function cfg(threads: boolean): RulesConfig {
 class Records {
   readonly map = new Map<string, Buffer>();
   apply(w: RecordWrites): void {
-    for (const [k, v] of w) {
+    for (const [k, lazy] of w) {
       if (parseKey(k).kind === 'v1') continue;
+      const v = recordValue(lazy);
       if (v === null) this.map.delete(k); else this.map.set(k, v);
     }
   }
