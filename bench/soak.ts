@@ -159,7 +159,7 @@ export async function runSoak(opts: {
   const chats = opts.chats ?? 20_000;
   const active = Math.min(chats, opts.active ?? 3000);
   const gapMs = opts.gapMs ?? 30_000;
-  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '256MiB';
+  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '128MiB';
   parseBytes(stateMemory);
   const { log } = opts;
   const kafka = benchKafka('bench-soak');
