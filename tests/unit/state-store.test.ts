@@ -2,7 +2,7 @@
 // checkpoint that keeps a cleanly closed store, and the memory plan of STATE_MEMORY.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { StateStore, planStoreMemory, setStateMemory, DEFAULT_STATE_MEMORY_BYTES } from '../../src/runtime/state-store';
@@ -70,6 +70,34 @@ test('a clean close keeps the store and its changelog offset; an unclean one wip
     assert.equal(s.restoreFrom, 0);
     assert.equal(await s.get('a'), undefined);
     await s.close(null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a store written by the previous binding (@nxtedition/rocksdb, ZSTD) is wiped and restored, never kept behind its checkpoint', async () => {
+  const dir = tmp();
+  try {
+    // As the store before this binding left it on a clean close.
+    const { RocksLevel } = require('@nxtedition/rocksdb') as { RocksLevel: new (p: string, o: object) => {
+      open(): Promise<void>; close(): Promise<void>; batch(ops: object[]): Promise<void>;
+    } };
+    const old = new RocksLevel(path.join(dir, 'st', '0', 'rocksdb'), { keyEncoding: 'utf8', valueEncoding: 'buffer' });
+    await old.open();
+    await old.batch([{ type: 'put', key: 's:chat', value: b('state') }]);
+    await old.close();
+    writeFileSync(path.join(dir, 'st', '0', '.checkpoint'), JSON.stringify({ changelogOffset: 1234 }));
+    const s = await StateStore.open(dir, 'st', 0);
+    assert.equal(s.wiped, true);
+    assert.equal(s.restoreFrom, 0, 'the whole changelog is restored');
+    assert.equal(await s.get('s:chat'), undefined);
+    await s.write([{ type: 'put', key: 's:chat', value: b('restored') }]);
+    await s.close(1234);
+    const again = await StateStore.open(dir, 'st', 0);
+    assert.equal(again.wiped, false);
+    assert.equal(again.restoreFrom, 1234);
+    assert.deepEqual(await again.get('s:chat'), b('restored'));
+    await again.close(null);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
