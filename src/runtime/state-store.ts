@@ -222,7 +222,8 @@ export class StateStore {
 
   private async iterate(gte: string, lt: string, limit: number, capacity: number,
     visit: (key: string, value: Buffer) => void | Promise<void>): Promise<void> {
-    // An empty bound means "unbounded" to the binding, as it does here.
+    // Nothing is below the empty key; to the binding an empty bound would mean no bound.
+    if (lt === '' || (gte !== '' && gte >= lt)) return;
     const it = this.db.iterator({ gte, lt, limit }, { capacity });
     try {
       for (;;) {

@@ -34,6 +34,9 @@ test('get, getMany, write (put, del, delRange), range and scan', async () => {
     assert.equal((await s.range('k:', 'k;', 5000)).length, 2500, 'more than one chunk');
     assert.deepEqual(await s.range('k:00010', 'k:00012', 10), [['k:00010', b('v10')], ['k:00011', b('v11')]]);
     assert.deepEqual(await s.range('x:', 'x;', 10), []);
+    assert.deepEqual(await s.range('k:', '', 10), [], 'nothing is below the empty key');
+    assert.deepEqual(await s.range('k:9', 'k:0', 10), []);
+    assert.equal((await s.range('', 'k:00003', 10)).length, 3);
 
     await s.write([{ type: 'del', key: 'k:00000' }, { type: 'delRange', gte: 'k:00100', lt: 'k:00200' }, { type: 'put', key: 'k:00150', value: b('again') }]);
     await s.deleteRange('k:02000', 'k:03000');
