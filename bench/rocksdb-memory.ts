@@ -77,7 +77,7 @@ async function openWriters(variant: Variant, dir: string): Promise<{ writers: Wr
     return { writers, describe: `rocksdb-native ${require('rocksdb-native/package').version}, defaults${n > 1 ? `, ${n} databases` : ''}` };
   }
   // The store as the tracker opens it: STATE_MEMORY (default unless set) over 6 partitions.
-  const budget = Number(process.env.STATE_MEMORY_BYTES ?? 256 * 1_048_576);
+  const budget = Number(process.env.STATE_MEMORY_BYTES ?? 128 * 1_048_576);
   setStateMemory(budget, 6);
   let plan = '';
   for (let i = 0; i < n; i++) {

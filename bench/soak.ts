@@ -9,7 +9,7 @@
 // a second into tens of thousands of chats, conversations that open, grow up to ~1,000 messages and
 // seal, and a state that churns rather than grows.
 //
-// Every 10 s: the tracker's RSS and RssAnon (/proc), and its lag (input end offsets - the group's
+// Every 10 s: the tracker's RSS and RssAnon (/proc), its JS heap (its /metrics), and its lag (input end offsets - the group's
 // committed offsets). At the end: RSS drift = mean RSS over the last quarter of the run against
 // the second quarter (for 20 minutes: the last 5 minutes against minutes 5-10), peak RSS, lag, and
 // an SVG plot (RSS, RssAnon and lag against time) next to the JSON in bench/results/.
@@ -33,6 +33,9 @@ export interface SoakSample {
   t: number;
   rssMb: number;
   rssAnonMb: number;
+  /** V8's heap in use and external memory (Buffers), from the tracker's /metrics. */
+  heapUsedMb: number;
+  externalMb: number;
   produced: number;
   committed: number;
   lag: number;
@@ -52,6 +55,7 @@ export interface SoakResult {
   drift: { reference: [number, number]; last: [number, number]; referenceMeanMb: number; lastMeanMb: number; ratio: number };
   peakRssMb: number;
   peakRssAnonMb: number;
+  peakHeapUsedMb: number;
   maxLag: number;
   /** Mean lag over the last quarter of the run. */
   lastLagMean: number;
@@ -74,6 +78,16 @@ function procStatus(pid: number | undefined): { rssMb: number; rssAnonMb: number
   }
 }
 
+async function heapMb(port: number): Promise<{ heapUsedMb: number; externalMb: number }> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
+    const get = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1_048_576;
+    return { heapUsedMb: get('chatstats_nodejs_heap_size_used_bytes'), externalMb: get('chatstats_nodejs_external_memory_bytes') };
+  } catch {
+    return { heapUsedMb: NaN, externalMb: NaN };
+  }
+}
+
 const mean = (xs: number[]) => (xs.length === 0 ? NaN : xs.reduce((s, x) => s + x, 0) / xs.length);
 
 async function waitReady(port: number, child: Child, timeoutMs: number): Promise<void> {
@@ -86,7 +100,7 @@ async function waitReady(port: number, child: Child, timeoutMs: number): Promise
   }
 }
 
-/** The plot: RSS and RssAnon (MB, left axis) and lag (records, right axis) against minutes. */
+/** The plot: RSS, RssAnon and the JS heap (MB, left axis) and lag (records, right axis) against minutes. */
 export function soakSvg(r: Pick<SoakResult, 'samples' | 'minutes' | 'rate' | 'chats' | 'stateMemory' | 'drift'>, title: string): string {
   const W = 760; const H = 370; const L = 60; const R = 70; const T = 50; const B = 50;
   const pw = W - L - R; const ph = H - T - B;
@@ -121,6 +135,7 @@ export function soakSvg(r: Pick<SoakResult, 'samples' | 'minutes' | 'rate' | 'ch
   }
   out.push(`<rect x="${L}" y="${T}" width="${pw}" height="${ph}" fill="none" stroke="#333"/>`);
   out.push(`<path d="${line(r.samples.map((s) => [x(s.t / 60), yl(s.lag)]))}" fill="none" stroke="#b55" stroke-width="1.2" stroke-dasharray="4 3"/>`);
+  out.push(`<path d="${line(r.samples.map((s) => [x(s.t / 60), y(s.heapUsedMb)]))}" fill="none" stroke="#a6c" stroke-width="1.2"/>`);
   out.push(`<path d="${line(r.samples.map((s) => [x(s.t / 60), y(s.rssAnonMb)]))}" fill="none" stroke="#6a3" stroke-width="1.5"/>`);
   out.push(`<path d="${line(r.samples.map((s) => [x(s.t / 60), y(s.rssMb)]))}" fill="none" stroke="#36c" stroke-width="2"/>`);
   out.push(`<text x="${L + pw / 2}" y="${H - 12}" text-anchor="middle">minutes (${fmtInt(r.rate)} messages/s into ${fmtInt(r.chats)} chats, STATE_MEMORY ${esc(r.stateMemory)})</text>`);
@@ -128,10 +143,11 @@ export function soakSvg(r: Pick<SoakResult, 'samples' | 'minutes' | 'rate' | 'ch
   out.push(`<text x="${W - 12}" y="${T + ph / 2}" text-anchor="middle" fill="#b55" transform="rotate(90 ${W - 12} ${T + ph / 2})">lag (records)</text>`);
   // Legend, in one line under the title.
   const ly = T - 8;
-  const lx = L + pw - 250;
+  const lx = L + pw - 330;
   out.push(`<line x1="${lx}" x2="${lx + 20}" y1="${ly}" y2="${ly}" stroke="#36c" stroke-width="2"/><text x="${lx + 24}" y="${ly + 4}">RSS</text>`);
   out.push(`<line x1="${lx + 60}" x2="${lx + 80}" y1="${ly}" y2="${ly}" stroke="#6a3" stroke-width="1.5"/><text x="${lx + 84}" y="${ly + 4}">RssAnon</text>`);
-  out.push(`<line x1="${lx + 150}" x2="${lx + 170}" y1="${ly}" y2="${ly}" stroke="#b55" stroke-dasharray="4 3"/><text x="${lx + 174}" y="${ly + 4}">lag (right)</text>`);
+  out.push(`<line x1="${lx + 150}" x2="${lx + 170}" y1="${ly}" y2="${ly}" stroke="#a6c" stroke-width="1.2"/><text x="${lx + 174}" y="${ly + 4}">JS heap</text>`);
+  out.push(`<line x1="${lx + 230}" x2="${lx + 250}" y1="${ly}" y2="${ly}" stroke="#b55" stroke-dasharray="4 3"/><text x="${lx + 254}" y="${ly + 4}">lag (right)</text>`);
   out.push('</svg>');
   return out.join('\n');
 }
@@ -159,7 +175,7 @@ export async function runSoak(opts: {
   const chats = opts.chats ?? 20_000;
   const active = Math.min(chats, opts.active ?? 3000);
   const gapMs = opts.gapMs ?? 30_000;
-  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '256MiB';
+  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '128MiB';
   parseBytes(stateMemory);
   const { log } = opts;
   const kafka = benchKafka('bench-soak');
@@ -211,9 +227,10 @@ export async function runSoak(opts: {
       const end = await topicEnd(admin, topics.messages).catch(() => NaN);
       const committed = await groupCommitted(admin, group, topics.messages).catch(() => NaN);
       const m = procStatus(tracker.proc.pid);
-      samples.push({ t: Math.round((Date.now() - t0) / 1000), ...m, produced, committed, lag: Math.max(0, end - committed) });
+      const h = await heapMb(port);
+      samples.push({ t: Math.round((Date.now() - t0) / 1000), ...m, ...h, produced, committed, lag: Math.max(0, end - committed) });
       const s = samples.at(-1)!;
-      log(`[soak] ${(s.t / 60).toFixed(1)} min: RSS ${fmtInt(s.rssMb)} MB (anon ${fmtInt(s.rssAnonMb)}), lag ${fmtInt(s.lag)}, ${fmtInt(produced)} produced`);
+      log(`[soak] ${(s.t / 60).toFixed(1)} min: RSS ${fmtInt(s.rssMb)} MB (anon ${fmtInt(s.rssAnonMb)}, heap ${fmtInt(s.heapUsedMb)}), lag ${fmtInt(s.lag)}, ${fmtInt(produced)} produced`);
     };
     await sample();
     let nextSample = t0 + 10_000;
@@ -286,6 +303,7 @@ export async function runSoak(opts: {
       minutes, rate, chats, active, gapMs, stateMemory, produced, achievedRate: produced / seconds, samples,
       drift: { reference, last, referenceMeanMb, lastMeanMb, ratio: lastMeanMb / referenceMeanMb - 1 },
       peakRssMb: Math.max(...samples.map((s) => s.rssMb)), peakRssAnonMb: Math.max(...samples.map((s) => s.rssAnonMb)),
+      peakHeapUsedMb: Math.max(...samples.map((s) => s.heapUsedMb).filter(Number.isFinite)),
       maxLag, lastLagMean, finalLag, drainMs,
       // Kept up: at the end of the traffic, less than 5 s of traffic behind, and caught up soon after.
       keptUp: finalLag <= 5 * rate && drainMs !== null && drainMs <= 30_000,
@@ -315,7 +333,7 @@ export function writeSoakSvg(r: SoakResult, name: string): string {
 export function soakRows(r: SoakResult): string[][] {
   const what = `soak, ${r.minutes} min of live traffic (${fmtInt(r.rate)} msg/s, ${fmtInt(r.chats)} chats, conversations up to ${fmtInt(r.largestConversation)} messages)`;
   return [
-    [what, `tracker, STATE_MEMORY ${r.stateMemory}`, `RSS drift ${(r.drift.ratio * 100).toFixed(1)} % (mean ${fmtInt(r.drift.lastMeanMb)} MB over min ${r.drift.last.map((m) => +m.toFixed(2)).join('-')} vs ${fmtInt(r.drift.referenceMeanMb)} MB over min ${r.drift.reference.map((m) => +m.toFixed(2)).join('-')}); peak RSS ${fmtInt(r.peakRssMb)} MB (RssAnon ${fmtInt(r.peakRssAnonMb)} MB)`, r.svg],
+    [what, `tracker, STATE_MEMORY ${r.stateMemory}`, `RSS drift ${(r.drift.ratio * 100).toFixed(1)} % (mean ${fmtInt(r.drift.lastMeanMb)} MB over min ${r.drift.last.map((m) => +m.toFixed(2)).join('-')} vs ${fmtInt(r.drift.referenceMeanMb)} MB over min ${r.drift.reference.map((m) => +m.toFixed(2)).join('-')}); peak RSS ${fmtInt(r.peakRssMb)} MB (RssAnon ${fmtInt(r.peakRssAnonMb)} MB, JS heap ${fmtInt(r.peakHeapUsedMb)} MB)`, r.svg],
     [what, 'lag', `${r.keptUp ? 'kept up' : '**fell behind**'}: lag at the end ${fmtInt(r.finalLag)} records, mean over the last quarter ${fmtInt(r.lastLagMean)}, max ${fmtInt(r.maxLag)}; ${r.drainMs === null ? 'did not reach the end within 5 min' : `at the end ${fmtInt(r.drainMs)} ms after the traffic stopped`}`,
       `${fmtInt(r.produced)} messages (${fmtInt(r.achievedRate)}/s), ${fmtInt(r.conversationsSealed)} conversations sealed`],
   ];

@@ -222,7 +222,7 @@ export function loadConfig(env: Env = process.env): Config {
     sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick'] as const),
     punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
-    stateMemoryBytes: r.bytes('STATE_MEMORY', '256MiB', 16 * 1_048_576),
+    stateMemoryBytes: r.bytes('STATE_MEMORY', '128MiB', 16 * 1_048_576),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     kafkaSsl: r.bool('KAFKA_SSL', false),
     kafkaSslCaFile: r.optional('KAFKA_SSL_CA_FILE'),

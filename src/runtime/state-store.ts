@@ -3,8 +3,9 @@
 // has committed, so it never holds more than the changelog; it may hold less after a crash.
 //
 // A `.checkpoint` file, written on clean close and removed on open, records the changelog offset
-// the store reflects. Open with a checkpoint: keep the store, restore the changelog tail from
-// there. Open without one (first start or an unclean stop): wipe and restore from the beginning.
+// the store reflects and the format of its files. Open with a checkpoint of this format: keep the
+// store, restore the changelog tail from there. Open without one (first start, an unclean stop, or
+// a store written by the previous binding): wipe and restore from the beginning.
 //
 // The binding is `rocksdb-native` (Holepunch's librocksdb: current RocksDB, prebuilt binaries in
 // the npm package). This file is the only one that knows it. Its native memory is what the
@@ -23,7 +24,15 @@ export type StoreOp =
   | { type: 'del'; key: string }
   | { type: 'delRange'; gte: string; lt: string };
 
-interface Checkpoint { changelogOffset: number }
+/**
+ * What wrote the store's files. A checkpoint of another format is ignored (the store is wiped and
+ * restored from the changelog): `@nxtedition/rocksdb`, the binding before, wrote ZSTD-compressed
+ * WAL records and SST files, which this binding's RocksDB (built without ZSTD) cannot read: it
+ * drops such a WAL as corrupt and would have kept an empty store behind a valid checkpoint.
+ */
+const STORE_FORMAT = 'rocksdb-native/uncompressed';
+
+interface Checkpoint { changelogOffset: number; format?: string }
 
 const MiB = 1_048_576;
 /** The block cache when a store has one: the binding always creates RocksDB's default, 32 MiB. */
@@ -33,7 +42,7 @@ const WRITE_BUFFERS = 2;
 const MIN_WRITE_BUFFER_BYTES = 1 * MiB;
 
 /** The default of STATE_MEMORY (config.ts reads and validates the setting). */
-export const DEFAULT_STATE_MEMORY_BYTES = 256 * MiB;
+export const DEFAULT_STATE_MEMORY_BYTES = 128 * MiB;
 
 /** How a store's share of the budget is spent. */
 export interface StoreMemory {
@@ -128,6 +137,7 @@ export class StateStore {
     try {
       checkpoint = JSON.parse(await readFile(checkpointFile, 'utf8')) as Checkpoint;
       if (!Number.isSafeInteger(checkpoint.changelogOffset) || checkpoint.changelogOffset < 0) checkpoint = null;
+      else if (checkpoint.format !== STORE_FORMAT) checkpoint = null;
     } catch {
       checkpoint = null;
     }
@@ -212,7 +222,8 @@ export class StateStore {
 
   private async iterate(gte: string, lt: string, limit: number, capacity: number,
     visit: (key: string, value: Buffer) => void | Promise<void>): Promise<void> {
-    // An empty bound means "unbounded" to the binding, as it does here.
+    // Nothing is below the empty key; to the binding an empty bound would mean no bound.
+    if (lt === '' || (gte !== '' && gte >= lt)) return;
     const it = this.db.iterator({ gte, lt, limit }, { capacity });
     try {
       for (;;) {
@@ -258,7 +269,7 @@ export class StateStore {
     }
     if (cleanAtChangelogOffset !== null) {
       const file = path.join(this.dir, '.checkpoint');
-      await writeFile(`${file}.tmp`, JSON.stringify({ changelogOffset: cleanAtChangelogOffset } satisfies Checkpoint));
+      await writeFile(`${file}.tmp`, JSON.stringify({ changelogOffset: cleanAtChangelogOffset, format: STORE_FORMAT } satisfies Checkpoint));
       await rename(`${file}.tmp`, file);
     }
   }
