@@ -10,9 +10,9 @@ function create() {
     restoreRecords: new Counter({ name: 'chatstats_restore_records_total', help: 'Changelog records applied during restore', labelNames: ['store'], registers: [registry] }),
     punctuateSeconds: new Histogram({ name: 'chatstats_punctuation_duration_seconds', help: 'Duration of one punctuation of one task, commit included', buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
     storeBytes: new Gauge({ name: 'chatstats_store_size_bytes', help: 'Estimated live data size of a task store', labelNames: ['store', 'partition'], registers: [registry] }),
-    lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed, per partition', labelNames: ['topic', 'partition'], registers: [registry] }),
+    lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed (tracker) or not yet committed (ETL, analysis), per consumer group and partition', labelNames: ['group', 'topic', 'partition'], registers: [registry] }),
     caughtUp: new Gauge({ name: 'chatstats_partition_caught_up', help: '1 when the task has read its partition to the end at the last punctuation', labelNames: ['partition'], registers: [registry] }),
-    tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state', labelNames: ['state'], registers: [registry] }),
+    tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state as tracker-status shows it (restoring, running)', labelNames: ['state'], registers: [registry] }),
   };
 }
 
