@@ -3,9 +3,10 @@
 // or aborted as a whole), tasks checkpoint their stores, the group is left. A second signal exits
 // at once.
 import os from 'node:os';
-import type { Config } from './config';
+import { ConfigError, type Config } from './config';
 import { logger } from './log';
-import { enableProcessMetrics } from './metrics';
+import { Gauge } from 'prom-client';
+import { enableProcessMetrics, registry } from './metrics';
 import { startHttpServer, type Route } from './http-server';
 import { startTracker } from './roles/tracker';
 
@@ -40,6 +41,39 @@ async function startRole(role: Role, cfg: Config, endpoint: string): Promise<Run
   }
 }
 
+/** The HTTP server could not listen: said in terms of METRICS_PORT and METRICS_HOST. */
+function listenError(e: NodeJS.ErrnoException, cfg: Config): Error {
+  const at = `${cfg.metricsHost}:${cfg.metricsPort}`;
+  switch (e.code) {
+    case 'EADDRINUSE':
+      return new ConfigError('METRICS_PORT', `port ${cfg.metricsPort} is already in use on ${cfg.metricsHost} (another chatstats process?); `
+        + 'set METRICS_PORT to a free port, or 0 for any free one');
+    case 'EACCES':
+      return new ConfigError('METRICS_PORT', `not allowed to listen on ${at} (ports below 1024 need privileges); set METRICS_PORT to a port above 1023`);
+    case 'EADDRNOTAVAIL':
+      return new ConfigError('METRICS_HOST', `${cfg.metricsHost} is not an address of this machine; use one of its addresses, 127.0.0.1, or 0.0.0.0 for all`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return new ConfigError('METRICS_HOST', `host ${cfg.metricsHost} not found (${e.code})`);
+    default:
+      return e;
+  }
+}
+
+// chatstats_ready{role}: what /readyz answers, per role, read at each scrape (alerts on a role
+// that stays not ready; `up` only says the process answers).
+const readiness = new Map<object, Running[]>();
+new Gauge({
+  name: 'chatstats_ready', help: '1 when the role is ready (as /readyz: consumer group joined, tracker partitions restored, PostgreSQL reachable)',
+  labelNames: ['role'], registers: [registry],
+  async collect() {
+    this.reset();
+    for (const list of readiness.values()) {
+      for (const r of list) this.set({ role: r.name }, (await r.ready().catch(() => false)) ? 1 : 0);
+    }
+  },
+});
+
 export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
   const log = logger('LiveSync');
   enableProcessMetrics();
@@ -48,10 +82,12 @@ export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
   let started = false;
   const http = await startHttpServer({
     port: cfg.metricsPort,
+    host: cfg.metricsHost,
     ready: async () => started && (await Promise.all(running.map((r) => r.ready()))).every(Boolean),
     routes,
-  });
-  const host = process.env.ADVERTISED_HOST ?? (cfg.metricsPort === 0 ? '127.0.0.1' : os.hostname());
+  }).catch((e: NodeJS.ErrnoException) => { throw listenError(e, cfg); });
+  const wildcard = cfg.metricsHost === '0.0.0.0' || cfg.metricsHost === '::';
+  const host = process.env.ADVERTISED_HOST ?? (!wildcard ? cfg.metricsHost : cfg.metricsPort === 0 ? '127.0.0.1' : os.hostname());
   const endpoint = `${host === os.hostname() ? '127.0.0.1' : host}:${http.port}`;
   try {
     for (const role of roles) {
@@ -65,12 +101,17 @@ export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
     throw e;
   }
   started = true;
+  const key = {};
+  readiness.set(key, running);
   log.info({ roles, metrics: `http://${endpoint}/metrics` }, 'started');
   return {
     port: http.port,
     ready: async () => started && (await Promise.all(running.map((r) => r.ready()))).every(Boolean),
     stop: async () => {
-      for (const r of [...running].reverse()) await r.stop().catch((err) => log.error({ err, role: r.name }, 'stop failed'));
+      // The roles are independent (they meet only through Kafka topics): stopping them at once
+      // bounds shutdown by the slowest, not the sum.
+      readiness.delete(key);
+      await Promise.all(running.map((r) => r.stop().catch((err) => log.error({ err, role: r.name }, 'stop failed'))));
       await http.close();
       log.info('stopped');
     },

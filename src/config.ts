@@ -41,6 +41,8 @@ export interface Config {
    */
   stateMemoryBytes: number;
   metricsPort: number;
+  /** The address the HTTP server (metrics, health, status) listens on; 0.0.0.0 is every IPv4 interface. */
+  metricsHost: string;
   kafkaSsl: boolean;
   kafkaSslCaFile: string | null;
   kafkaSaslMechanism: SaslMechanism | null;
@@ -224,6 +226,7 @@ export function loadConfig(env: Env = process.env): Config {
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
     stateMemoryBytes: r.bytes('STATE_MEMORY', '128MiB', 16 * 1_048_576),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
+    metricsHost: r.string('METRICS_HOST', '0.0.0.0'),
     kafkaSsl: r.bool('KAFKA_SSL', false),
     kafkaSslCaFile: r.optional('KAFKA_SSL_CA_FILE'),
     kafkaSaslMechanism: sasl as SaslMechanism | null,
@@ -238,6 +241,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
     throw new ConfigError('LOG_LEVEL', `expected one of fatal, error, warn, info, debug, trace, silent, got "${cfg.logLevel}"`);
   }
+  if (!/^([A-Za-z0-9.-]+|\[?[0-9A-Fa-f:.]+\]?)$/.test(cfg.metricsHost)) {
+    throw new ConfigError('METRICS_HOST', `expected an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0, got "${cfg.metricsHost}"`);
+  }
+  cfg.metricsHost = cfg.metricsHost.replace(/^\[(.*)\]$/, '$1');
   if (cfg.kafkaSaslMechanism !== null) {
     if (cfg.kafkaSaslUsername === null) throw new ConfigError('KAFKA_SASL_USERNAME', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);
     if (cfg.kafkaSaslPassword === null) throw new ConfigError('KAFKA_SASL_PASSWORD', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);

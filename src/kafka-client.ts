@@ -108,5 +108,8 @@ export function describeKafkaError(err: unknown, cfg?: Partial<SecuritySettings>
       return `Kafka broker${at} closed the connection before answering: the listener may expect ${missing.join(' or ')}; ${top}`;
     }
   }
+  // Retries exhausted on a connection that never opened: the brokers' address is the thing to check.
+  const conn = chain.find((e) => e.name === 'KafkaJSConnectionError' && /ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|Connection timeout/i.test(e.message));
+  if (conn) return `cannot reach Kafka${at} (KAFKA_BROKERS): ${conn.message}`;
   return top;
 }

@@ -129,8 +129,15 @@ export interface BackfillSummary {
   /** Started from offsets committed by an earlier backfill of this group. */
   resumed: boolean;
   partitions: { partition: number; committed: number | null; from: number; to: number }[];
-  /** Records read from conversation.sealed. */
+  /**
+   * Offsets of conversation.sealed scanned: the records read plus the transaction markers between
+   * them (the tracker writes in transactions; each commit leaves a marker that takes an offset).
+   */
+  offsets: number;
+  /** Records read from conversation.sealed: considered + filtered_out + duplicates + undecodable + past_limit. */
   records: number;
+  /** Records read beyond where --limit stopped the plan: not looked at, left for the next run. */
+  past_limit: number;
   undecodable: number;
   /** Conversation ids seen a second time in the scan. */
   duplicates: number;
@@ -241,7 +248,7 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
   const label = `${pass.name} v${pass.prompt_version}`;
   const s: BackfillSummary = {
     pass: pass.name, version: pass.prompt_version, pass_enabled: pass.enabled, group_id: groupId, topic, dry_run: o.dryRun, rate_limit: o.limiter.ratePerSec,
-    resumed: false, partitions: [], records: 0, undecodable: 0, duplicates: 0, filtered_out: 0, conversations: 0,
+    resumed: false, partitions: [], offsets: 0, records: 0, past_limit: 0, undecodable: 0, duplicates: 0, filtered_out: 0, conversations: 0,
     not_loaded: 0, not_loaded_ids: [], already_completed: 0, events_owed: 0, not_qualifying: 0, selected: 0, claimed_elsewhere: 0, limit: o.limit, limit_reached: false,
     completed: 0, cached: 0, failed: 0, already: 0, lost: 0, skips_recorded: 0, interrupted: false, elapsed_ms: 0,
   };
@@ -366,14 +373,18 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
           if (batch.length >= batchSize) {
             await classify(plan, batch);
             batch = [];
-            if (stop) throw new StopScan();
+            if (stop) {
+              read += offset + 1 - pos;
+              pos = offset + 1;
+              throw new StopScan();
+            }
           }
         }
         // Progress in offsets (transaction markers take offsets too), so that it ends at the total.
         const last = Number(records[records.length - 1]!.offset) + 1;
         read += last - pos;
         pos = last;
-        progress.update({ phase: 'scan', label, done: Math.min(read, toRead), total: toRead, detail: `to run ${s.selected}` });
+        progress.update({ phase: 'scan', label, done: Math.min(read, toRead), total: toRead, detail: `${s.records} records, to run ${s.selected}` });
       };
       try {
         await reader.read(topic, range.partition, range.from, range.to, onRecords);
@@ -383,7 +394,9 @@ export async function runBackfill(ctx: BackfillContext, o: BackfillOptions): Pro
         if (!(e instanceof StopScan)) throw e;
       }
     }
-    progress.update({ phase: 'scan', label, done: toRead, total: toRead, detail: `to run ${s.selected}` });
+    s.offsets = stop ? Math.min(read, toRead) : toRead;
+    s.past_limit = s.records - s.conversations - s.filtered_out - s.duplicates - s.undecodable;
+    progress.update({ phase: 'scan', label, done: s.offsets, total: toRead, detail: `${s.records} records, to run ${s.selected}` });
     progress.end(!o.dryRun && s.claimed_elsewhere > 0
       ? `${s.claimed_elsewhere} of them are claimed by another worker (live analysis, another backfill, or one that was killed): they run here when that claim is released or its lease expires (60 s)`
       : undefined);

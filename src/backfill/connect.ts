@@ -6,11 +6,10 @@ import type { Pool } from 'pg';
 import type { Config } from '../config';
 import { describeKafkaError, securityFromConfig } from '../kafka-client';
 import { createPool, errorSummary } from '../db/pool';
+import { UnreachableError, checkBrokers } from '../preflight';
 
 /** Kafka, the registry or PostgreSQL could not be reached or is not set up. */
-export class UnreachableError extends Error {
-  constructor(message: string) { super(message); this.name = 'UnreachableError'; }
-}
+export { UnreachableError };
 
 /** The database URL without its password, for messages. */
 export function describeDatabaseUrl(url: string): string {
@@ -69,6 +68,7 @@ export async function checkKafka(cfg: Config, topics: string[]): Promise<Map<str
   });
   const admin: Admin = kafka.admin();
   try {
+    await checkBrokers(cfg);
     await admin.connect();
     const existing = new Set(await admin.listTopics());
     const absent = topics.filter((t) => !existing.has(t));

@@ -2,7 +2,7 @@
 // terminal; otherwise (a log file, CI) a plain line every few seconds and at each phase change.
 
 export interface ProgressState {
-  /** `scan`: reading conversation.sealed and checking PostgreSQL; `run`: running the pass. */
+  /** `scan`: reading conversation.sealed (counted in offsets) and checking PostgreSQL; `run`: running the pass. */
   phase: 'scan' | 'run';
   label: string;
   done: number;
@@ -46,7 +46,9 @@ const pct = (done: number, total: number): string => `${total > 0 ? Math.floor((
 
 /** One line describing the state; `rate` in units per second since the phase started. */
 export function progressLine(s: ProgressState, rate: number, withBar: number | null): string {
-  const unit = s.phase === 'scan' ? 'records' : 'conversations';
+  // The scan counts offsets (records and the transaction markers between them), so that it ends
+  // at the total; the detail says how many records they held.
+  const unit = s.phase === 'scan' ? 'offsets' : 'conversations';
   const eta = rate > 0 && s.total > s.done ? ` ETA ${fmtEta((s.total - s.done) / rate)}` : '';
   const r = Number.isNaN(rate) ? '' : ` ${fmtRate(rate)}`;
   const head = `${s.label} ${s.phase === 'scan' ? 'scanning' : 'running'}`;

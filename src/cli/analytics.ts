@@ -8,16 +8,21 @@ import { openDatabase } from '../backfill/connect';
 import { collectStats, findMissing } from '../backfill/coverage';
 import { parsePositiveInt } from '../backfill/options';
 import { printTable } from './output';
+import { streamFigures } from './kafka-figures';
 
 const fmtPct = (p: number | null): string => (p === null ? '-' : `${p.toFixed(1)}%`);
 
 export function statsCommand(): Command {
   return new Command('stats')
-    .description('conversations, messages and chats in PostgreSQL, by seal reason, and each pass\'s coverage of the conversations that qualify for it')
+    .description('conversations, messages and chats in PostgreSQL, by seal reason; late, duplicate and dead-lettered counts; each pass\'s coverage of the conversations that qualify for it')
     .option('--chat-id <id>', 'only this chat')
     .option('--passes-file <path>', 'passes file (default: PASSES_FILE, else config/passes.json)')
     .option('--json', 'print JSON')
     .addHelpText('after', `
+Late and dead-lettered counts are the records on chat.messages.late and the *.dlq
+topics (read from Kafka); duplicates are what the running trackers dropped since
+they started (their chatstats_tracker_duplicates_total).
+
 Coverage, per pass at its current version, over the conversations that qualify
 for it (minimum messages; an active subscription where required): completed,
 failed, skipped (recorded as not qualifying, qualifies now), in progress
@@ -28,7 +33,8 @@ qualifying.`)
       const passes = loadPasses(o.passesFile ?? cfg.passesFile);
       const pool = await openDatabase(cfg);
       try {
-        const st = await collectStats(pool, passes, o.chatId ?? null);
+        const [pgStats, stream] = await Promise.all([collectStats(pool, passes, o.chatId ?? null), streamFigures(cfg, o.chatId ?? null)]);
+        const st = { ...pgStats, ...stream };
         if (o.json) { console.log(JSON.stringify(st, null, 2)); return; }
         if (st.chat_id !== null) console.log(`chat ${st.chat_id}`);
         printTable(['what', 'value'], [
@@ -37,7 +43,13 @@ qualifying.`)
           ['chats', st.chats],
           ['first started', st.first_started_at ?? '-'],
           ['last ended', st.last_ended_at ?? '-'],
+          ['late messages', st.late_messages ?? '-'],
+          ['duplicates dropped (since the running trackers started)', st.duplicates_since_start ?? '-'],
+          ['dead-lettered chat messages', st.dlq_messages ?? '-'],
+          ['dead-lettered sealed conversations (ETL)', st.dlq_sealed ?? '-'],
+          ['dead-lettered ready conversations (analysis)', st.dlq_ready ?? '-'],
         ]);
+        if (st.kafka_error !== null) console.log(`(late, duplicate and DLQ counts unavailable: ${st.kafka_error})`);
         console.log('');
         printTable(['seal reason', 'conversations'], Object.entries(st.by_seal_reason));
         console.log('');

@@ -13,6 +13,7 @@ import { Progress, silentProgress } from '../backfill/progress';
 import { openBackfillContext, runBackfill, type BackfillContext, type BackfillSummary } from '../backfill/backfill';
 import { parseDuration } from '../config';
 import { ExitCode, fail, printTable } from './output';
+import { checkRegistry } from '../preflight';
 
 interface CommonOpts {
   dryRun?: boolean;
@@ -61,16 +62,34 @@ interface Session {
   close(): Promise<void>;
 }
 
-async function open(o: CommonOpts): Promise<Session> {
+/**
+ * Every option and the pass name checked before anything is connected to: a bad argument is
+ * reported as such, not as whatever the database or Kafka would say first.
+ */
+function validate(o: CommonOpts, passes: PassDefinition[], passName: string | null): void {
+  if (passName !== null) findPass(passes, passName);
+  parsePositiveInt(o.concurrency, '--concurrency');
+  if (o.limit !== undefined) parsePositiveInt(o.limit, '--limit');
+  if (o.since !== undefined) parseTimeArg(o.since);
+  if (o.until !== undefined) parseTimeArg(o.until);
+  if (o.since !== undefined && o.until !== undefined && parseTimeArg(o.since) >= parseTimeArg(o.until)) {
+    throw new Error(`--since ${o.since} is not before --until ${o.until}: nothing would be selected`);
+  }
+  progressInterval();
+}
+
+async function open(o: CommonOpts, passName: string | null): Promise<Session> {
   const cfg = loadConfig();
   const passes = loadPasses(o.passesFile ?? cfg.passesFile);
   const limiter = new RateLimiter(rateFrom(o.rate));
+  validate(o, passes, passName);
   const concurrency = parsePositiveInt(o.concurrency, '--concurrency');
   const pool = await openDatabase(cfg, { max: concurrency + 4, applicationName: 'chatstats-backfill' });
   try {
     const kafka = cliKafka(cfg, `${cfg.appId}-backfill`);
     const t = topicNames(cfg);
     const partitions = await checkKafka(cfg, [t.sealed, t.completed]);
+    await checkRegistry(cfg);
     const ctx = await openBackfillContext(cfg, kafka, pool, partitions.get(t.sealed)!, o.dryRun === true);
     const abort = new AbortController();
     let signals = 0;
@@ -119,12 +138,15 @@ function progressInterval(): number {
 
 /** The rows of the summary table: label, count, and the JSON field it shows. */
 export function summaryRows(s: BackfillSummary): [string, number, keyof BackfillSummary][] {
+  // records read = considered + filtered out + duplicates + undecodable + past the limit.
   const rows: [string, number, keyof BackfillSummary][] = [
+    ['offsets scanned', s.offsets, 'offsets'],
     ['records read', s.records, 'records'],
+    ['  filtered out', s.filtered_out, 'filtered_out'],
+    ['  duplicates', s.duplicates, 'duplicates'],
+    ['  undecodable', s.undecodable, 'undecodable'],
+    ['  past the limit (next run)', s.past_limit, 'past_limit'],
     ['conversations considered', s.conversations, 'conversations'],
-    ['filtered out', s.filtered_out, 'filtered_out'],
-    ['duplicates', s.duplicates, 'duplicates'],
-    ['undecodable', s.undecodable, 'undecodable'],
     ['not loaded in PostgreSQL', s.not_loaded, 'not_loaded'],
     ['already completed', s.already_completed, 'already_completed'],
     ['  of which events owed', s.events_owed, 'events_owed'],
@@ -149,7 +171,8 @@ function printSummary(s: BackfillSummary): void {
   const from = s.partitions.map((p) => `${p.partition}:${p.from}-${p.to}`).join(' ');
   console.log(`backfill ${s.pass} v${s.version}${s.dry_run ? ' (dry run)' : ''}: ${s.topic} partitions ${from}${s.resumed ? ' (resumed from the committed position)' : ''}`);
   console.log(`group ${s.group_id}, rate ${formatRate(s.rate_limit)}, ${(s.elapsed_ms / 1000).toFixed(1)}s`);
-  printTable(['what', 'conversations'], summaryRows(s).map(([l, n]) => [l, n]));
+  printTable(['what', 'count'], summaryRows(s).map(([l, n]) => [l, n]));
+  if (s.offsets > s.records) console.log(`\n(${s.offsets - s.records} of the ${s.offsets} offsets scanned are transaction markers of the tracker's commits, not records)`);
   notes(s);
 }
 
@@ -188,7 +211,7 @@ lines when stderr is not a terminal, default 5s).
 Exit codes: 0 done, 1 failure (Kafka or PostgreSQL unreachable, runs failed),
 2 invalid configuration, 130 interrupted (position committed).`)
     .action(async (passName: string, o: CommonOpts) => {
-      const sess = await open(o);
+      const sess = await open(o, passName);
       try {
         const pass = findPass(sess.passes, passName);
         const s = await runOne(sess, pass, o);
@@ -205,7 +228,7 @@ export function backfillAllCommand(): Command {
   return withCommonOptions(new Command('backfill-all'))
     .description('backfill every enabled pass, highest priority first (one rate limit for all)')
     .action(async (o: CommonOpts) => {
-      const sess = await open(o);
+      const sess = await open(o, null);
       try {
         const passes = byPriority(o.allowDisabled ? sess.passes : enabledPasses(sess.passes));
         const out: BackfillSummary[] = [];

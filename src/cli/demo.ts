@@ -3,6 +3,7 @@
 // and analysed, and prints what happened, then where to look next.
 import path from 'node:path';
 import { Command } from 'commander';
+import type { Admin } from 'kafkajs';
 import { loadConfig, type Config } from '../config';
 import { startApp } from '../app';
 import { runProduce } from './produce';
@@ -13,6 +14,9 @@ import { PartitionReader } from '../runtime/partition-reader';
 import { createPool } from '../db/pool';
 import { migrate } from '../db/migrate';
 import { printTable } from './output';
+import { progressText, waitForDemo } from './demo-wait';
+import { parseSeconds } from './options';
+import { preflight } from '../preflight';
 import type { ConversationSealed } from '../records/types';
 import { writeHtmlReport, type ReportData } from '../report/html-report';
 
@@ -28,18 +32,18 @@ async function readAll(reader: PartitionReader, topic: string, partitions: numbe
   return out;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export function demoCommand(): Command {
   return new Command('demo')
     .description('replay the bundled real chat logs through tracker, ETL and analysis, and print a summary')
     .option('--file <jsonl>', 'chat messages to replay (JSON Lines)', SAMPLE)
     .option('--report <html>', 'where to write the HTML report', 'reports/demo.html')
-    .option('--timeout <seconds>', 'give up after this long', '300')
-    .action(async (opts: { file: string; report: string; timeout: string }) => {
+    .option('--timeout <seconds>', 'give up after this long', parseSeconds, 300)
+    .action(async (opts: { file: string; report: string; timeout: number }) => {
       // The demo prints its own story; the roles' info logs would bury it (LOG_LEVEL overrides).
       process.env.LOG_LEVEL ??= 'warn';
       const base = loadConfig();
+      const timeoutS = opts.timeout;
+      await preflight(base);
       const run = `demo-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
       const cfg: Config = {
         ...base,
@@ -70,43 +74,55 @@ export function demoCommand(): Command {
       const app = await startApp(cfg, ['tracker', 'etl', 'analysis']);
       const kafka = kafkaFromConfig(cfg, `${cfg.appId}-demo`);
       const reader = new PartitionReader(kafka);
+      const admin = kafka.admin();
       const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics: t });
       try {
 
-        // Done when the tracker has caught up and sealed everything (the logs are history, so the
-        // wall clock seals each chat's last conversation), and every sealed conversation is loaded
-        // and has no pass pending or running.
+        // Done when everything is committed and visible (see demo-wait.ts for the order): the
+        // tracker's committed offsets reach the input's end, nothing is open as of its last
+        // commit (the logs are history, so the wall clock seals each chat's last conversation),
+        // and every conversation then on conversation.sealed is loaded and analysed.
         const partitions = Array.from({ length: cfg.topicPartitions }, (_, i) => i);
-        const deadline = Date.now() + Number(opts.timeout) * 1000;
-        let sealed: ConversationSealed[] = [];
-        let lateCount = 0;
+        await admin.connect();
         let lastLine = '';
-        for (;;) {
-          const sealedRaw = await readAll(reader, t.sealed, partitions);
-          const lateRaw = await readAll(reader, t.late, partitions);
-          sealed = await Promise.all(sealedRaw.map((v) => codec.decode('ConversationSealed', v)));
-          lateCount = lateRaw.length;
-          const ids = sealed.map((c) => c.conversation_id);
-          const { rows } = await pool.query<{ loaded: string; busy: string; runs: string }>(
-            `SELECT (SELECT count(*) FROM conversations WHERE conversation_id = ANY($1)) AS loaded,
-                    (SELECT count(*) FROM analysis_runs WHERE conversation_id = ANY($1) AND status IN ('pending','running')) AS busy,
-                    (SELECT count(DISTINCT conversation_id) FROM analysis_runs WHERE conversation_id = ANY($1)) AS runs`, [ids]);
-          const loaded = Number(rows[0]!.loaded);
-          const analysed = Number(rows[0]!.runs);
-          const busy = Number(rows[0]!.busy);
-          const open = (await app.ready()) ? await openConversations(app.port) : null;
-          const line = `  sealed ${sealed.length}, late ${lateCount}, loaded ${loaded}, analysed ${analysed}, passes in progress ${busy}${open === null ? '' : `, open ${open}`}`;
-          if (line !== lastLine) { say(line); lastLine = line; }
-          if (open === 0 && sealed.length > 0 && loaded === sealed.length && analysed === sealed.length && busy === 0) break;
-          if (Date.now() > deadline) throw new Error(`demo did not finish within ${opts.timeout}s (${line.trim()})`);
-          await sleep(500);
-        }
+        const { sealed, late: lateCount } = await waitForDemo<ConversationSealed>({
+          inputBehind: async () => {
+            const ends = await reader.endOffsets(t.messages, partitions);
+            const committed = await committedOffsets(admin, `${cfg.appId}-tracker`, t.messages);
+            let behind = 0;
+            let c = 0;
+            let e = 0;
+            for (const p of partitions) {
+              const end = ends.get(p) ?? 0;
+              const at = Math.min(end, Math.max(0, committed.get(p) ?? 0));
+              if (at < end) behind++;
+              c += at;
+              e += end;
+            }
+            return { behind, committed: c, end: e };
+          },
+          openConversations: async () => ((await app.ready()) ? openConversations(app.port, partitions.length) : null),
+          sealed: async () => Promise.all((await readAll(reader, t.sealed, partitions)).map((v) => codec.decode('ConversationSealed', v))),
+          late: async () => (await readAll(reader, t.late, partitions)).length,
+          downstream: async (convs) => {
+            const ids = convs.map((c) => c.conversation_id);
+            const { rows } = await pool.query<{ loaded: string; busy: string; runs: string }>(
+              `SELECT (SELECT count(*) FROM conversations WHERE conversation_id = ANY($1)) AS loaded,
+                      (SELECT count(*) FROM analysis_runs WHERE conversation_id = ANY($1) AND status IN ('pending','running')) AS busy,
+                      (SELECT count(DISTINCT conversation_id) FROM analysis_runs WHERE conversation_id = ANY($1)) AS runs`, [ids]);
+            return { loaded: Number(rows[0]!.loaded), analysed: Number(rows[0]!.runs), busy: Number(rows[0]!.busy) };
+          },
+        }, {
+          timeoutMs: timeoutS * 1000,
+          onProgress: (p) => { const line = progressText(p); if (line !== lastLine) { say(line); lastLine = line; } },
+        });
         const elapsed = (Date.now() - started) / 1000;
         const data = await summary(pool, sealed, lateCount, produced.sent, elapsed, run, cfg, app.port);
         print(data);
         await writeHtmlReport(opts.report, data);
         console.log(`\nHTML report: ${path.resolve(opts.report)}`);
       } finally {
+        await admin.disconnect().catch(() => undefined);
         await reader.disconnect().catch(() => undefined);
         await app.stop();
         await pool.end();
@@ -114,12 +130,24 @@ export function demoCommand(): Command {
     });
 }
 
-/** Open conversations across the tracker's partitions, or null while any partition is behind. */
-async function openConversations(port: number): Promise<number | null> {
+/**
+ * Open conversations across the tracker's partitions as of each one's last committed transaction
+ * (the status is read in the task's turn, between transactions), or null unless every one of the
+ * input's partitions is running.
+ */
+async function openConversations(port: number, partitionCount: number): Promise<number | null> {
   const res = await fetch(`http://127.0.0.1:${port}/v1/tracker/status`, { signal: AbortSignal.timeout(5000) });
-  const body = (await res.json()) as { partitions: { caughtUp: boolean; open_conversations: number | null }[] };
-  if (body.partitions.length === 0 || body.partitions.some((p) => !p.caughtUp || p.open_conversations === null)) return null;
+  const body = (await res.json()) as { partitions: { state: string; open_conversations: number | null }[] };
+  if (body.partitions.length !== partitionCount || body.partitions.some((p) => p.state !== 'running' || p.open_conversations === null)) return null;
   return body.partitions.reduce((s, p) => s + (p.open_conversations ?? 0), 0);
+}
+
+/** The committed offsets of a consumer group on a topic, by partition (absent: none yet). */
+async function committedOffsets(admin: Admin, groupId: string, topic: string): Promise<Map<number, number>> {
+  const res = await admin.fetchOffsets({ groupId, topics: [topic] });
+  const out = new Map<number, number>();
+  for (const p of res[0]?.partitions ?? []) if (Number(p.offset) >= 0) out.set(p.partition, Number(p.offset));
+  return out;
 }
 
 async function summary(pool: ReturnType<typeof createPool>, sealed: ConversationSealed[], late: number, produced: number, elapsedS: number, run: string, cfg: Config, port: number): Promise<ReportData> {

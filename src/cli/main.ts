@@ -2,12 +2,14 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError, safeConfig } from '../config';
 import { describeKafkaError } from '../kafka-client';
+import { UnreachableError } from '../preflight';
 import { runCommand } from './run';
 import { produceCommand } from './produce';
 import { trackerCommands } from './tracker-commands';
 import { migrateCommand, listPassesCommand } from './downstream';
 import { demoCommand } from './demo';
 import { statsCommand, missingCommand } from './analytics';
+import { conversationsCommand } from './conversations';
 import { backfillCommand, backfillAllCommand } from './backfill';
 
 const program = new Command('chatstats')
@@ -24,6 +26,7 @@ program.addCommand(migrateCommand());
 program.addCommand(listPassesCommand());
 program.addCommand(statsCommand());
 program.addCommand(missingCommand());
+program.addCommand(conversationsCommand());
 program.addCommand(backfillCommand());
 program.addCommand(backfillAllCommand());
 
@@ -34,6 +37,10 @@ program.parseAsync(process.argv).then(
     if (e instanceof ConfigError) {
       console.error(`chatstats: invalid configuration: ${e.message}`);
       process.exit(2);
+    }
+    if (e instanceof UnreachableError) {
+      console.error(`chatstats: ${e.message}`);
+      process.exit(1);
     }
     console.error(`chatstats: ${describeKafkaError(e, safeConfig())}`);
     process.exit(1);

@@ -12,6 +12,7 @@ import { ChatMessageProducer, type SendReport } from '../producer';
 import { RecordCodec } from '../records/codec';
 import { InvalidRecordError, parseChatMessageJson } from '../records/validate';
 import { ensureTopics, topicNames } from '../topics';
+import { UnreachableError, preflight } from '../preflight';
 
 export interface ProduceOptions {
   /** A file path, or `-` for standard input. */
@@ -195,6 +196,12 @@ export async function runProduce(opts: ProduceOptions): Promise<ProduceSummary> 
 
   const topics = topicNames(cfg);
   const topic = opts.topic ?? topics.messages;
+  try {
+    await preflight(cfg);
+  } catch (e) {
+    input.destroy();
+    throw e;
+  }
   const kafka = kafkaFromConfig(cfg, `${cfg.appId}-produce`);
   let partitionCount: number;
   const admin = kafka.admin();
@@ -345,7 +352,7 @@ when SCHEMA_REGISTRY_URL is set, JSON otherwise. Invalid lines are reported as "
           process.exitCode = 130;
         }
       } catch (e) {
-        process.stderr.write(`chatstats produce: ${describeKafkaError(e, safeConfig())}\n`);
+        process.stderr.write(`chatstats produce: ${e instanceof UnreachableError ? e.message : describeKafkaError(e, safeConfig())}\n`);
         process.exitCode = 1;
       } finally {
         process.off('SIGINT', onSigint);

@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { loadConfig } from '../config';
 import { ALL_ROLES, startApp, runUntilSignalled, type Role } from '../app';
+import { preflight } from '../preflight';
 
 export function runCommand(): Command {
   return new Command('run')
@@ -12,7 +13,9 @@ export function runCommand(): Command {
       if (!roles.every((r) => ALL_ROLES.includes(r))) {
         throw new Error(`unknown role "${role}": use tracker, etl, analysis or all`);
       }
-      const app = await startApp(loadConfig(), roles);
+      const cfg = loadConfig();
+      await preflight(cfg);
+      const app = await startApp(cfg, roles);
       await runUntilSignalled(app);
     });
 }

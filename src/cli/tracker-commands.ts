@@ -5,18 +5,20 @@ import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
 import { AssignerProtocol, type Kafka } from 'kafkajs';
 import { loadConfig, type Config } from '../config';
-import { kafkaFromConfig } from '../kafka-client';
+import { cliKafka } from '../backfill/connect';
 import { topicNames } from '../topics';
 import { RecordCodec } from '../records/codec';
 import { PartitionReader } from '../runtime/partition-reader';
 import { COMMAND_HEADER } from '../processors/conversation-tracker';
 import type { ChatCommand, CommandResult } from '../records/types';
 import { partitionForKey, JavaCompatiblePartitioner } from '../records/partitioner';
-import { printTable, fmtTime, ExitCode, fail } from './output';
+import { printTable, ExitCode, fail } from './output';
+import { parseSeconds } from './options';
+import { checkBrokers, preflight } from '../preflight';
 
-interface Member { clientId: string; endpoint: string | null; partitions: number[] }
+export interface Member { clientId: string; endpoint: string | null; partitions: number[] }
 
-async function trackerMembers(kafka: Kafka, cfg: Config): Promise<Member[]> {
+export async function trackerMembers(kafka: Kafka, cfg: Config): Promise<Member[]> {
   const admin = kafka.admin();
   await admin.connect();
   try {
@@ -100,85 +102,177 @@ async function sendCommands(kafka: Kafka, cfg: Config, cmds: { cmd: ChatCommand;
 }
 
 /** The seal timer of a partition: when it fires, or why it does not (tick mode, behind, nothing open). */
-function sealTimerCell(p: { sealTimer?: { mode: string; armedAt: number | null }; nextDueAt?: number | null; caughtUp?: boolean }): string {
-  const t = p.sealTimer;
+function sealTimerCell(p: PartitionView): string {
+  const t = p.seal_timer;
   if (!t) return '';
-  if (t.armedAt !== null) return `${fmtTime(t.armedAt)} (${t.mode})`;
+  if (t.armed_at !== null) return `${t.armed_at} (${t.mode})`;
   if (t.mode !== 'deadline') return `${t.mode}: fixed tick`;
-  if (p.nextDueAt == null) return 'idle: nothing open';
-  return p.caughtUp ? 'waiting' : 'behind: the batch that catches up punctuates';
+  if (p.next_due_at === null) return 'idle: nothing open';
+  return p.caught_up ? 'waiting' : 'behind: the batch that catches up punctuates';
 }
 
 function commandOf(type: ChatCommand['type'], chat: string | null): ChatCommand {
   return { command_id: randomUUID(), type, chat_id: chat, issued_at: Date.now(), reply_topic: null };
 }
 
+/** The committed offsets of the tracker's consumer group on the input topic, by partition. */
+async function committedOffsets(kafka: Kafka, cfg: Config): Promise<Map<number, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const res = await admin.fetchOffsets({ groupId: `${cfg.appId}-tracker`, topics: [topicNames(cfg).messages] });
+    return new Map((res[0]?.partitions ?? []).filter((p) => Number(p.offset) >= 0).map((p) => [p.partition, Number(p.offset)]));
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/** One partition as tracker-status --json prints it. */
+export interface PartitionView {
+  partition: number;
+  instance: string;
+  state: string;
+  /** The task's read position: the next input offset it processes. */
+  position: number;
+  /** The group's committed offset: every input record below it is committed with its outputs. */
+  committed_offset: number | null;
+  /** The input's read_committed end. */
+  end: number;
+  lag: number;
+  caught_up: boolean;
+  /** As of the task's last committed transaction; null while the task is not running. */
+  open_conversations: number | null;
+  next_deadlines: { chat_id: string; deadline_at: string }[];
+  /** When a punctuation would next seal something, and the task's seal timer (when it fires, or its mode). */
+  next_due_at: string | null;
+  seal_timer: { mode: string; armed_at: string | null } | null;
+  restore_ms: number;
+  restored_records: number;
+}
+
+/** The running trackers' view of their partitions, or null when no tracker is running. */
+export async function trackerPartitions(kafka: Kafka, cfg: Config, verbose = false): Promise<{ members: Member[]; instances: { client_id: string; endpoint: string | null; partitions: number[]; error: string | null }[]; partitions: PartitionView[] } | null> {
+  const ms = await trackerMembers(kafka, cfg);
+  if (ms.length === 0) return null;
+  const [replies, committed] = await Promise.all([
+    Promise.all(ms.map(async (m) => ({ m, r: m.endpoint ? await getJson(m.endpoint, `/v1/tracker/status?verbose=${verbose ? 1 : 0}`).catch((e) => ({ error: (e as Error).message })) : { error: 'no endpoint in client id' } }))),
+    committedOffsets(kafka, cfg),
+  ]);
+  const partitions: PartitionView[] = replies.flatMap(({ m, r }) => (r.partitions ?? []).map((p: any) => ({
+    partition: p.partition, instance: m.clientId, state: p.state, position: p.position, committed_offset: committed.get(p.partition) ?? null,
+    end: p.end, lag: p.lag, caught_up: p.caught_up, open_conversations: p.open_conversations, next_deadlines: p.next_deadlines ?? [],
+    next_due_at: p.next_due_at ?? null, seal_timer: p.seal_timer ?? null,
+    restore_ms: p.restore_ms, restored_records: p.restored_records,
+  })));
+  partitions.sort((a, b) => a.partition - b.partition);
+  return {
+    members: ms,
+    instances: replies.map(({ m, r }) => ({ client_id: m.clientId, endpoint: m.endpoint, partitions: m.partitions, error: r.error ?? null })),
+    partitions,
+  };
+}
+
+/** What the owner of a chat's partition holds for it, or why it cannot say. */
+export async function trackerChat(kafka: Kafka, cfg: Config, chatId: string): Promise<{ running: boolean; partition: number; owner: string | null; reply: any | null }> {
+  const ms = await trackerMembers(kafka, cfg);
+  const n = await partitionCount(kafka, topicNames(cfg).messages);
+  const p = partitionForKey(chatId, n);
+  if (ms.length === 0) return { running: false, partition: p, owner: null, reply: null };
+  const owner = ms.find((m) => m.partitions.includes(p));
+  if (!owner?.endpoint) return { running: true, partition: p, owner: null, reply: null };
+  const reply = await getJson(owner.endpoint, `/v1/tracker/chat?chat_id=${encodeURIComponent(chatId)}&partitions=${n}`);
+  return { running: true, partition: p, owner: owner.clientId, reply };
+}
+
+const notRunning = (cfg: Config) => `no tracker is running (consumer group ${cfg.appId}-tracker has no members)`;
+
 export function trackerCommands(): Command[] {
   const status = new Command('tracker-status')
-    .description('open conversations, next seal deadlines and seal timers, per-partition position, lag and caught-up state, from the running trackers')
+    .description('open conversations, next seal deadlines and seal timers, per-partition position, committed offset, lag and caught-up state, from the running trackers')
     .option('-v, --verbose', 'list the next deadlines of each partition')
-    .option('--chat-id <id>', 'show one chat: its partition, owner and open conversations')
+    .option('--chat-id <id>', 'show one chat: its partition, owner, open and recently sealed conversations')
     .option('--json', 'print JSON')
+    .addHelpText('after', `
+Committed figures: "committed" is the tracker group's committed input offset (every
+record below it is processed and its outputs committed; read_committed readers such
+as the ETL see them; a restart resumes there). "open conv." and the deadlines are as
+of each partition's last committed transaction. "position" is where the task reads
+next; it runs ahead of "committed" only past transaction markers it skipped.`)
     .action(async (opts: { verbose?: boolean; chatId?: string; json?: boolean }) => {
       const cfg = loadConfig();
-      const kafka = kafkaFromConfig(cfg, `${cfg.appId}-cli`);
-      const ms = await trackerMembers(kafka, cfg);
-      if (ms.length === 0) {
+      await checkBrokers(cfg);
+      const kafka = cliKafka(cfg, `${cfg.appId}-cli`);
+      if (opts.chatId !== undefined) {
+        const c = await trackerChat(kafka, cfg, opts.chatId);
+        if (!c.running) {
+          if (opts.json) console.log(JSON.stringify({ running: false, chat_id: opts.chatId, partition: c.partition, owner: null, known: null, open: [], recently_sealed: [] }));
+          else console.log(`No tracker is running (consumer group ${cfg.appId}-tracker has no members).`);
+          process.exitCode = ExitCode.NotRunning;
+          return;
+        }
+        if (!c.owner) return fail(`partition ${c.partition} of chat ${opts.chatId} has no owner right now (rebalancing?)`, ExitCode.NotRunning);
+        const res = c.reply;
+        if (opts.json) return void console.log(JSON.stringify({ running: true, ...res, owner: c.owner }));
+        console.log(`chat ${opts.chatId}: partition ${c.partition}, owner ${c.owner}${res.known ? '' : ' (no state: never seen)'}`);
+        if (res.open.length > 0) {
+          printTable(['started_at', 'ended_at', 'messages', 'bytes', 'seals at', 'continues'], res.open.map((o: any) =>
+            [o.started_at, o.ended_at, o.message_count, o.bytes,
+              o.waiting_on_settle ? `${o.settles_at} (settling: a message joined at ${o.arrived_at})` : o.deadline_at,
+              o.continues_conversation_id ?? '']));
+        } else if (res.known) {
+          console.log('nothing open: every conversation of this chat is sealed');
+        }
+        if (res.recently_sealed?.length > 0) {
+          console.log('\nrecently sealed (as the tracker remembers them; all of them: chatstats conversations --chat-id ID)');
+          printTable(['conversation_id', 'started_at', 'ended_at', 'seal reason'], res.recently_sealed.map((r: any) => [r.conversation_id, r.started_at, r.ended_at, r.seal_reason]));
+        }
+        return;
+      }
+      const view = await trackerPartitions(kafka, cfg, opts.verbose === true);
+      if (view === null) {
         if (opts.json) console.log(JSON.stringify({ running: false, instances: [], partitions: [] }));
         else console.log(`No tracker is running (consumer group ${cfg.appId}-tracker has no members).`);
         process.exitCode = ExitCode.NotRunning;
         return;
       }
-      if (opts.chatId !== undefined) {
-        const n = await partitionCount(kafka, topicNames(cfg).messages);
-        const p = partitionForKey(opts.chatId, n);
-        const owner = ms.find((m) => m.partitions.includes(p));
-        if (!owner?.endpoint) return fail(`partition ${p} of chat ${opts.chatId} has no owner right now (rebalancing?)`, ExitCode.NotRunning);
-        const res = await getJson(owner.endpoint, `/v1/tracker/chat?chat_id=${encodeURIComponent(opts.chatId)}&partitions=${n}`);
-        if (opts.json) return void console.log(JSON.stringify({ ...res, owner: owner.clientId }));
-        console.log(`chat ${opts.chatId}: partition ${p}, owner ${owner.clientId}${res.known ? '' : ' (no state: never seen)'}`);
-        printTable(['started_at', 'ended_at', 'messages', 'bytes', 'seals at', 'continues'], (res.open ?? []).map((o: any) =>
-          [o.started_at, o.ended_at, o.messageCount, o.bytes,
-            o.waiting_on_settle ? `${o.settles_at} (settling: a message joined at ${new Date(o.arrivedAt).toISOString()})` : o.deadline_at,
-            o.continuesConversationId ?? '']));
-        return;
-      }
-      const replies = await Promise.all(ms.map(async (m) => ({ m, r: m.endpoint ? await getJson(m.endpoint, `/v1/tracker/status?verbose=${opts.verbose ? 1 : 0}`).catch((e) => ({ error: (e as Error).message })) : { error: 'no endpoint in client id' } })));
-      const rows = replies.flatMap(({ m, r }) => (r.partitions ?? []).map((p: any) => ({ instance: m.clientId, ...p })));
-      rows.sort((a: any, b: any) => a.partition - b.partition);
+      const rows = view.partitions;
       if (opts.json) {
-        console.log(JSON.stringify({ running: true, instances: replies.map(({ m, r }) => ({ client_id: m.clientId, endpoint: m.endpoint, partitions: m.partitions, error: r.error ?? null })), partitions: rows }));
+        console.log(JSON.stringify({ running: true, instances: view.instances, partitions: rows }));
         return;
       }
-      for (const { m, r } of replies) if (r.error) console.log(`instance ${m.clientId}: ${r.error}`);
-      printTable(['partition', 'instance', 'state', 'position', 'end', 'lag', 'caught up', 'open conv.', 'next deadline', 'seal timer'],
-        rows.map((p: any) => [p.partition, p.instance, p.state, p.position, p.end, p.lag, p.caughtUp ? 'yes' : 'no', p.open_conversations ?? '',
-          p.next_deadlines[0] ? `${fmtTime(p.next_deadlines[0].deadline)} (${p.next_deadlines[0].chat_id})` : '', sealTimerCell(p)]));
-      const open = rows.reduce((s: number, p: any) => s + (p.open_conversations ?? 0), 0);
-      console.log(`\n${rows.length} partition(s) on ${ms.length} instance(s); ${open} open conversation(s)`);
+      for (const i of view.instances) if (i.error) console.log(`instance ${i.client_id}: ${i.error}`);
+      printTable(['partition', 'instance', 'state', 'position', 'committed', 'end', 'lag', 'caught up', 'open conv.', 'next deadline', 'seal timer'],
+        rows.map((p) => [p.partition, p.instance, p.state, p.position, p.committed_offset ?? '-', p.end, p.lag, p.caught_up ? 'yes' : 'no', p.open_conversations ?? '',
+          p.next_deadlines[0] ? `${p.next_deadlines[0].deadline_at} (${p.next_deadlines[0].chat_id})` : '', sealTimerCell(p)]));
+      const open = rows.reduce((s, p) => s + (p.open_conversations ?? 0), 0);
+      console.log(`\n${rows.length} partition(s) on ${view.members.length} instance(s); ${open} open conversation(s) as of the last committed transactions; committed input offsets ${rows.reduce((s, p) => s + (p.committed_offset ?? 0), 0)} of ${rows.reduce((s, p) => s + Math.max(0, p.end), 0)}`);
       if (opts.verbose) {
         for (const p of rows) {
           if (p.next_deadlines.length === 0) continue;
           console.log(`\npartition ${p.partition}: next deadlines`);
-          printTable(['deadline', 'chat_id'], p.next_deadlines.map((d: any) => [fmtTime(d.deadline), d.chat_id]));
+          printTable(['deadline', 'chat_id'], p.next_deadlines.map((d) => [d.deadline_at, d.chat_id]));
         }
       }
     });
 
   const check = new Command('check-sealing')
     .description('asks every partition to punctuate now; prints what sealed')
-    .option('--timeout <seconds>', 'how long to wait for the answers', '30')
+    .option('--timeout <seconds>', 'how long to wait for the answers', parseSeconds, 30)
     .option('--json', 'print JSON')
-    .action(async (opts: { timeout: string; json?: boolean }) => {
+    .action(async (opts: { timeout: number; json?: boolean }) => {
       const cfg = loadConfig();
-      const kafka = kafkaFromConfig(cfg, `${cfg.appId}-cli`);
-      if ((await trackerMembers(kafka, cfg)).length === 0) return fail(`no tracker is running (consumer group ${cfg.appId}-tracker has no members)`, ExitCode.NotRunning);
+      await preflight(cfg);
+      const kafka = cliKafka(cfg, `${cfg.appId}-cli`);
+      if ((await trackerMembers(kafka, cfg)).length === 0) {
+        if (opts.json) console.log(JSON.stringify({ running: false, sealed_conversation_ids: [], partitions: [] }));
+        return fail(notRunning(cfg), ExitCode.NotRunning);
+      }
       const n = await partitionCount(kafka, topicNames(cfg).messages);
       const cmds = Array.from({ length: n }, (_, p) => ({ cmd: commandOf('CHECK_SEALING', null), partition: p, key: null }));
-      const results = await sendCommands(kafka, cfg, cmds, Number(opts.timeout) * 1000);
+      const results = await sendCommands(kafka, cfg, cmds, opts.timeout * 1000);
       results.sort((a, b) => a.partition - b.partition);
       const ids = results.flatMap((r) => r.sealed_conversation_ids);
-      if (opts.json) return void console.log(JSON.stringify({ sealed_conversation_ids: ids, partitions: results }));
+      if (opts.json) return void console.log(JSON.stringify({ running: true, sealed_conversation_ids: ids, partitions: results }));
       printTable(['partition', 'sealed'], results.map((r) => [r.partition, r.sealed_conversation_ids.length]));
       for (const id of ids) console.log(id);
       console.log(`${ids.length} conversation(s) sealed`);
@@ -187,15 +281,19 @@ export function trackerCommands(): Command[] {
   const force = new Command('force-seal')
     .description("seals the chat's open conversation now (reason FORCED); prints its id")
     .argument('<chat_id>', 'the chat')
-    .option('--timeout <seconds>', 'how long to wait for the answer', '30')
+    .option('--timeout <seconds>', 'how long to wait for the answer', parseSeconds, 30)
     .option('--json', 'print JSON')
-    .action(async (chat: string, opts: { timeout: string; json?: boolean }) => {
+    .action(async (chat: string, opts: { timeout: number; json?: boolean }) => {
       const cfg = loadConfig();
-      const kafka = kafkaFromConfig(cfg, `${cfg.appId}-cli`);
-      if ((await trackerMembers(kafka, cfg)).length === 0) return fail(`no tracker is running (consumer group ${cfg.appId}-tracker has no members)`, ExitCode.NotRunning);
+      await preflight(cfg);
+      const kafka = cliKafka(cfg, `${cfg.appId}-cli`);
+      if ((await trackerMembers(kafka, cfg)).length === 0) {
+        if (opts.json) console.log(JSON.stringify({ running: false, chat_id: chat, sealed_conversation_ids: [] }));
+        return fail(notRunning(cfg), ExitCode.NotRunning);
+      }
       const n = await partitionCount(kafka, topicNames(cfg).messages);
-      const [res] = await sendCommands(kafka, cfg, [{ cmd: commandOf('FORCE_SEAL', chat), key: chat, partition: partitionForKey(chat, n) }], Number(opts.timeout) * 1000);
-      if (opts.json) return void console.log(JSON.stringify({ chat_id: chat, sealed_conversation_ids: res!.sealed_conversation_ids }));
+      const [res] = await sendCommands(kafka, cfg, [{ cmd: commandOf('FORCE_SEAL', chat), key: chat, partition: partitionForKey(chat, n) }], opts.timeout * 1000);
+      if (opts.json) return void console.log(JSON.stringify({ running: true, chat_id: chat, sealed_conversation_ids: res!.sealed_conversation_ids }));
       if (res!.sealed_conversation_ids.length === 0) console.log(`chat ${chat} had no open conversation`);
       for (const id of res!.sealed_conversation_ids) console.log(id);
     });

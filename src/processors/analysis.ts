@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge } from 'prom-client';
 import { ConfigError, parseDuration, type Config } from '../config';
 import { logger } from '../log';
-import { registry } from '../metrics';
+import { registry, zeroed, combinations } from '../metrics';
 import { topicNames, type TopicNames } from '../topics';
 import { kafkaFromConfig } from '../kafka-client';
 import { RecordCodec } from '../records/codec';
@@ -30,6 +30,7 @@ import { hasActiveSubscription } from '../db/subscriptions';
 import { skipRun } from '../db/analysis';
 import { backoffDelay, sleep } from '../db/errors';
 import { withPgRetry } from '../db/retry';
+import { startGroupLag } from '../runtime/group-lag';
 import type { AnalyzerRegistry } from '../analysis/analyzer';
 import { createAnalyzers, llmOptionsFromConfig } from '../analysis/analyzers';
 import type { LlmOptions } from '../analysis/llm';
@@ -38,12 +39,12 @@ import { metrics as runMetrics, PassRunner, StoppedError } from '../analysis/run
 import { PassScheduler } from '../analysis/scheduler';
 
 const metrics = {
-  conversations: new Counter({
+  conversations: zeroed(new Counter({
     name: 'chatstats_analysis_conversations_total',
     help: 'conversation.ready records whose passes are all recorded (result: analysed, dlq)',
     labelNames: ['result'] as const,
     registers: [registry],
-  }),
+  }), [{ result: 'analysed' }, { result: 'dlq' }]),
   inFlight: new Gauge({
     name: 'chatstats_analysis_conversations_in_flight',
     help: 'Conversations taken from conversation.ready whose passes are not all recorded yet',
@@ -329,6 +330,10 @@ export async function startAnalysis(cfg: Config, opts: AnalysisOptions = {}): Pr
   const log = opts.log ?? logger('AnalysisPasses');
   const topics = topicNames(cfg);
   const passes = opts.passes ?? loadPasses(cfg.passesFile);
+  // Every enabled pass has its series from the start (0), so rate() and alerts see no gap.
+  const names = passes.filter((p) => p.enabled).map((p) => p.name);
+  zeroed(runMetrics.runs, combinations({ pass: names, outcome: ['completed', 'cached', 'failed', 'skipped'] }));
+  zeroed(runMetrics.attemptErrors, combinations({ pass: names, retryable: ['true', 'false'] }));
   const concurrency = opts.concurrency ?? envInt('ANALYSIS_CONCURRENCY', 4, 1);
   const maxAttempts = opts.maxAttempts ?? envInt('ANALYSIS_MAX_ATTEMPTS', 3, 1);
   const attemptTimeoutMs = opts.attemptTimeoutMs ?? envDuration('ANALYSIS_ATTEMPT_TIMEOUT', '5m');
@@ -339,7 +344,8 @@ export async function startAnalysis(cfg: Config, opts: AnalysisOptions = {}): Pr
   const kafka = opts.kafka ?? kafkaFromConfig(cfg, `${cfg.appId}-analysis`);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: javaCompatiblePartitioner() });
   const groupId = opts.groupId ?? `${cfg.appId}-analysis`;
-  const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false });
+  // A short long-poll: an idle consumer's stop() waits for its fetch in flight (kafkajs' default 5 s).
+  const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, maxWaitTimeInMs: 500 });
   let scheduler: PassScheduler | null = null;
   try {
     await codec.init();
@@ -364,15 +370,16 @@ export async function startAnalysis(cfg: Config, opts: AnalysisOptions = {}): Pr
     const enabled = passes.filter((p) => p.enabled).map((p) => `${p.name}@${p.prompt_version}`);
     const llmPasses = passes.filter((p) => p.enabled && p.analyzer === 'llm').map((p) => p.name);
     if (llm === null && opts.analyzers === undefined && llmPasses.length > 0) {
-      log.warn({ passes: llmPasses }, 'LLM_BASE_URL is not set: these enabled passes will be recorded failed; set it (and backfill) or disable them');
+      log.warn({ passes: llmPasses }, 'LLM_BASE_URL is not set: these enabled passes are recorded skipped; set it and run `chatstats backfill PASS` for them, or disable them');
     }
+    const lag = startGroupLag(kafka, groupId, topics.ready, { log });
     log.info({ topic: topics.ready, groupId, concurrency, maxAttempts, passes: enabled, llm: llm !== null }, 'analysis started');
     let stopped: Promise<void> | null = null;
     return {
       ready: async () => proc.ready(),
       stop: () => {
         stopped ??= (async () => {
-          await proc.stop(opts.drainTimeoutMs ?? 30_000);
+          await Promise.all([proc.stop(opts.drainTimeoutMs ?? 30_000), lag.stop()]);
           await consumer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'consumer disconnect failed'));
           await producer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'producer disconnect failed'));
           if (ownPool) await pool.end().catch(() => undefined);

@@ -27,7 +27,7 @@ import {
 import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import type { TopicNames } from '../topics';
-import { registry } from '../metrics';
+import { registry, zeroed } from '../metrics';
 
 export const COMMAND_HEADER = 'chatstats-command';
 const CACHE_LIMIT = 10_000;
@@ -74,17 +74,21 @@ const openBytes = (state: ChatState) => { let n = 0; for (const c of state.open)
 let metrics: ReturnType<typeof createMetrics> | null = null;
 function createMetrics() {
   return {
-    messages: new Counter({ name: 'chatstats_tracker_messages_total', help: 'Input records processed', labelNames: ['result'], registers: [registry] }),
+    // Labelled counters start at 0 for every known label value (zeroed): no gap after a restart.
+    messages: zeroed(new Counter({ name: 'chatstats_tracker_messages_total', help: 'Input records processed', labelNames: ['result'], registers: [registry] }),
+      ['accepted', 'late', 'duplicate', 'dlq'].map((result) => ({ result }))),
     duplicates: new Counter({ name: 'chatstats_tracker_duplicates_total', help: 'Messages ignored as duplicates', registers: [registry] }),
     late: new Counter({ name: 'chatstats_tracker_late_total', help: 'Late messages sent to the late topic', registers: [registry] }),
     dlq: new Counter({ name: 'chatstats_tracker_dlq_total', help: 'Input records sent to the DLQ', labelNames: ['reason'], registers: [registry] }),
-    sealed: new Counter({ name: 'chatstats_conversations_sealed_total', help: 'Conversations sealed', labelNames: ['reason'], registers: [registry] }),
+    sealed: zeroed(new Counter({ name: 'chatstats_conversations_sealed_total', help: 'Conversations sealed', labelNames: ['reason'], registers: [registry] }),
+      ['NEXT_MESSAGE', 'GAP_TIMEOUT', 'FORCED', 'MAX_SIZE'].map((reason) => ({ reason }))),
     open: new Gauge({ name: 'chatstats_open_conversations', help: 'Open conversations held by this instance', labelNames: ['partition'], registers: [registry] }),
     sealDelay: new Histogram({
       name: 'chatstats_seal_delay_seconds', help: 'Wall-clock seals: seconds from the deadline (ended_at + gap + grace), or from catching up if later, to sealed_at',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
     }),
-    commands: new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
+    commands: zeroed(new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
+      ['FORCE_SEAL', 'CHECK_SEALING'].map((type) => ({ type }))),
   };
 }
 function m() { return (metrics ??= createMetrics()); }
@@ -370,7 +374,8 @@ export class ConversationTracker implements Processor {
           break;
       }
     }
-    if (source && outputs.every((o) => o.kind === 'sealed')) this.counts.accepted++;
+    // A command (force-seal) is counted by chatstats_tracker_commands_total, not as a message.
+    if (source && source.headers[COMMAND_HEADER] === undefined && outputs.every((o) => o.kind === 'sealed')) this.counts.accepted++;
   }
 
   private deadLetter(r: InputRecord, err: Error): void {

@@ -18,7 +18,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Config } from '../config';
 import { logger } from '../log';
-import { registry } from '../metrics';
+import { registry, zeroed } from '../metrics';
 import { topicNames, type TopicNames } from '../topics';
 import { kafkaFromConfig } from '../kafka-client';
 import { RecordCodec } from '../records/codec';
@@ -32,14 +32,15 @@ import { migrate } from '../db/migrate';
 import { loadConversations, type LoadOutcome } from '../db/conversations';
 import { backoffDelay, isTransientPgError, sleep } from '../db/errors';
 import { withPgRetry } from '../db/retry';
+import { startGroupLag } from '../runtime/group-lag';
 
 const metrics = {
-  conversations: new Counter({
+  conversations: zeroed(new Counter({
     name: 'chatstats_etl_conversations_loaded_total',
     help: 'Sealed conversations written to PostgreSQL (result: inserted, or existing when already loaded)',
     labelNames: ['result'] as const,
     registers: [registry],
-  }),
+  }), [{ result: 'inserted' }, { result: 'existing' }]),
   messages: new Counter({
     name: 'chatstats_etl_messages_loaded_total',
     help: 'Messages of newly inserted conversations written to PostgreSQL',
@@ -61,12 +62,12 @@ const metrics = {
     help: '1 when the last PostgreSQL write of the ETL succeeded, 0 while it is retrying',
     registers: [registry],
   }),
-  dlq: new Counter({
+  dlq: zeroed(new Counter({
     name: 'chatstats_etl_dlq_total',
     help: 'conversation.sealed records sent to the DLQ (reason: invalid record, or rejected by PostgreSQL)',
     labelNames: ['reason'] as const,
     registers: [registry],
-  }),
+  }), [{ reason: 'invalid' }, { reason: 'rejected' }]),
   duplicateMessages: new Counter({
     name: 'chatstats_etl_duplicate_messages_total',
     help: 'Messages of a newly loaded conversation whose message_id was already loaded with another conversation (not loaded again)',
@@ -334,7 +335,9 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
   const codec = opts.codec ?? new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   const kafka = opts.kafka ?? kafkaFromConfig(cfg, `${cfg.appId}-etl`);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1, allowAutoTopicCreation: false, createPartitioner: javaCompatiblePartitioner() });
-  const consumer = kafka.consumer({ groupId: opts.groupId ?? `${cfg.appId}-etl`, readUncommitted: false, allowAutoTopicCreation: false });
+  const groupId = opts.groupId ?? `${cfg.appId}-etl`;
+  // A short long-poll: an idle consumer's stop() waits for its fetch in flight (kafkajs' default 5 s).
+  const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, maxWaitTimeInMs: 500 });
   const startAbort = new AbortController();
   try {
     await codec.init();
@@ -347,13 +350,14 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
     const etl = new Etl(topics, pool, codec, consumer, producer, log, opts);
     await etl.start(opts.fromBeginning ?? true);
     metrics.pgAvailable.set(1);
-    log.info({ topic: topics.sealed, groupId: opts.groupId ?? `${cfg.appId}-etl` }, 'ETL started');
+    const lag = startGroupLag(kafka, groupId, topics.sealed, { log });
+    log.info({ topic: topics.sealed, groupId }, 'ETL started');
     let stopped: Promise<void> | null = null;
     return {
       ready: async () => etl.ready(),
       stop: () => {
         stopped ??= (async () => {
-          await etl.stop();
+          await Promise.all([etl.stop(), lag.stop()]);
           await consumer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'consumer disconnect failed'));
           await producer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'producer disconnect failed'));
           if (ownPool) await pool.end().catch(() => undefined);

@@ -47,6 +47,9 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   log.info({ source: topics.messages, endpoint }, 'tracker started');
 
   const tracker = (t: { processorInstance: unknown }) => t.processorInstance as ConversationTracker;
+  // Interactive queries; JSON in snake_case like every --json output. A partition's figures are
+  // read in its task's turn, between two events: open_conversations and next_deadlines are as of
+  // the task's last committed transaction.
   const routes: Record<string, Route> = {
     '/v1/tracker/status': async (url) => {
       const verbose = url.searchParams.get('verbose') === '1';
@@ -56,10 +59,17 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
         const detail = p.state === 'running'
           ? await thread.inPartition(p.partition, async (task) => ({
             open_conversations: tracker(task).openConversationCount,
-            next_deadlines: await tracker(task).nextDeadlines(verbose ? 50 : 5),
+            next_deadlines: (await tracker(task).nextDeadlines(verbose ? 50 : 5))
+              .map((d) => ({ chat_id: d.chat_id, deadline_at: new Date(d.deadline).toISOString() })),
           }))
           : null;
-        out.push({ ...p, ...(detail ?? { open_conversations: null, next_deadlines: [] }) });
+        out.push({
+          partition: p.partition, state: p.state, position: p.position, end: p.end, lag: p.lag, caught_up: p.caughtUp,
+          restore_ms: p.restoreMs, restored_records: p.restoredRecords,
+          next_due_at: p.nextDueAt === null ? null : new Date(p.nextDueAt).toISOString(),
+          seal_timer: { mode: p.sealTimer.mode, armed_at: p.sealTimer.armedAt === null ? null : new Date(p.sealTimer.armedAt).toISOString() },
+          ...(detail ?? { open_conversations: null, next_deadlines: [] }),
+        });
       }
       return { endpoint, partitions: out };
     },
@@ -67,18 +77,22 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
       const chat = url.searchParams.get('chat_id') ?? '';
       const partitionCount = Number(url.searchParams.get('partitions') ?? cfg.topicPartitions);
       const partition = partitionForKey(chat, partitionCount);
+      const iso = (ms: number) => new Date(ms).toISOString();
       const res = await thread.inPartition(partition, async (task) => {
         const d = await tracker(task).describeChat(chat);
+        const recent = (d.state as { sealed?: { conversationId: string; startedAt: number; endedAt: number; sealReason: string }[] } | null)?.sealed ?? [];
         return {
-          chat_id: chat, partition, known: d.state !== null,
+          chat_id: chat, partition, owned: true, known: d.state !== null,
           open: d.open.map((o) => ({
-            ...o, started_at: new Date(o.startedAt).toISOString(), ended_at: new Date(o.endedAt).toISOString(), deadline_at: new Date(o.deadline).toISOString(),
+            started_at: iso(o.startedAt), ended_at: iso(o.endedAt), message_count: o.messageCount, bytes: o.bytes,
+            deadline_at: iso(o.deadline), continues_conversation_id: o.continuesConversationId,
             // Rule 2 seals once past the deadline and settled (no message joined for the settle time).
-            settles_at: new Date(o.settlesAt).toISOString(), waiting_on_settle: o.settlesAt > o.deadline,
+            arrived_at: iso(o.arrivedAt), settles_at: iso(o.settlesAt), waiting_on_settle: o.settlesAt > o.deadline,
           })),
+          recently_sealed: recent.map((r) => ({ conversation_id: r.conversationId, started_at: iso(r.startedAt), ended_at: iso(r.endedAt), seal_reason: r.sealReason })),
         };
       });
-      return res ?? { chat_id: chat, partition, owned: false };
+      return res ?? { chat_id: chat, partition, owned: false, known: false, open: [], recently_sealed: [] };
     },
   };
   return {

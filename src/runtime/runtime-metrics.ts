@@ -11,11 +11,11 @@ function create() {
     punctuateSeconds: new Histogram({ name: 'chatstats_punctuation_duration_seconds', help: 'Duration of one punctuation of one task, commit included', buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
     storeWriteBytes: new Counter({ name: 'chatstats_store_write_bytes_total', help: 'Bytes of keys and values written to task stores (a delete counts its key or range)', labelNames: ['store'], registers: [registry] }),
     storeBytes: new Gauge({ name: 'chatstats_store_size_bytes', help: 'Estimated live data size of a task store', labelNames: ['store', 'partition'], registers: [registry] }),
-    lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed, per partition', labelNames: ['topic', 'partition'], registers: [registry] }),
+    lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed (tracker) or not yet committed (ETL, analysis), per consumer group and partition', labelNames: ['group', 'topic', 'partition'], registers: [registry] }),
     caughtUp: new Gauge({ name: 'chatstats_partition_caught_up', help: '1 when the task has read its partition to the end at the last punctuation', labelNames: ['partition'], registers: [registry] }),
     punctuations: new Counter({ name: 'chatstats_punctuations_total', help: 'Punctuations by trigger (tick, batch: a batch that read the partition to its end, timer: the seal timer) and result (sealed: it wrote something; nothing; behind: not caught up, so nothing could seal by wall clock)', labelNames: ['trigger', 'result'], registers: [registry] }),
     nextDue: new Gauge({ name: 'chatstats_next_seal_due_timestamp_seconds', help: 'Per partition: wall-clock time (Unix seconds) from which a punctuation would seal something (the earliest deadline); absent when nothing is open', labelNames: ['partition'], registers: [registry] }),
-    tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state', labelNames: ['state'], registers: [registry] }),
+    tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state as tracker-status shows it (restoring, running)', labelNames: ['state'], registers: [registry] }),
   };
 }
 

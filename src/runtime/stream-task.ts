@@ -103,6 +103,8 @@ export class StreamTask {
   /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
   private storeChangelogEnd = -1;
   readonly ready: Promise<void>;
+  /** Restored and processing (tracker-status: running); false while restoring or after a failed start. */
+  private restoredFlag = false;
   restoredRecords = 0;
   restoreMs = 0;
 
@@ -133,6 +135,7 @@ export class StreamTask {
   }
 
   get isClosed(): boolean { return this.closed; }
+  get isRestored(): boolean { return this.restoredFlag; }
 
   private isCaughtUp(): boolean {
     return this.pos >= 0 && this.end >= 0 && this.pos >= this.end;
@@ -207,6 +210,7 @@ export class StreamTask {
     const committed = await committedOffset();
     this.pos = committed ?? (await this.reader.beginOffsets(spec.sourceTopic, [partition])).get(partition) ?? 0;
     this.restoreMs = Date.now() - started;
+    this.restoredFlag = true;
     const m = taskMetrics();
     m.restoreSeconds.observe({ store: spec.storeName }, this.restoreMs / 1000);
     m.restoreRecords.inc({ store: spec.storeName }, this.restoredRecords);

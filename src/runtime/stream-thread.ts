@@ -114,12 +114,27 @@ export class StreamThread {
     await Promise.all(closing);
     for (const p of assigned) this.taskFor(p);
     this.log.info({ assigned }, 'partitions assigned');
-    taskMetrics().tasks.set({ state: 'assigned' }, this.tasks.size);
+    this.publishTaskStates();
+  }
+
+  /** chatstats_tasks{state}: the tasks by the state tracker-status shows (restoring, running). */
+  private publishTaskStates(): void {
+    let restoring = 0;
+    let running = 0;
+    for (const t of this.tasks.values()) {
+      if (t.isClosed) continue;
+      if (t.isRestored) running++;
+      else restoring++;
+    }
+    const g = taskMetrics().tasks;
+    g.set({ state: 'restoring' }, restoring);
+    g.set({ state: 'running' }, running);
   }
 
   /** Takes a task out of service and closes it; a later task of its partition waits for that. */
   private retire(task: StreamTask, clean: boolean): Promise<void> {
     if (this.tasks.get(task.partition) === task) this.tasks.delete(task.partition);
+    this.publishTaskStates();
     const done = task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'));
     this.closing.set(task.partition, done);
     void done.then(() => { if (this.closing.get(task.partition) === done) this.closing.delete(task.partition); });
@@ -146,6 +161,7 @@ export class StreamThread {
       });
       const created = task;
       this.tasks.set(partition, task);
+      task.ready.then(() => this.publishTaskStates(), () => undefined);
       task.ready.catch((err) => {
         this.log.error({ err, partition }, 'task failed to start');
         void this.retire(task!, false);
@@ -210,7 +226,7 @@ export class StreamThread {
           await t.punctuate(now, ends.get(t.partition));
           const end = ends.get(t.partition);
           if (end !== undefined) {
-            m.lag.set({ topic: this.topology.source, partition: String(t.partition) }, Math.max(0, end - t.position));
+            m.lag.set({ group: this.groupId, topic: this.topology.source, partition: String(t.partition) }, Math.max(0, end - t.position));
             m.caughtUp.set({ partition: String(t.partition) }, t.position >= end ? 1 : 0);
           }
         } catch (err) {
@@ -243,8 +259,7 @@ export class StreamThread {
     const ends = tasks.length > 0 ? await this.reader.endOffsets(this.topology.source, tasks.map((t) => t.partition)) : new Map();
     const out: PartitionStatus[] = [];
     for (const t of tasks) {
-      let restored = false;
-      await Promise.race([t.ready.then(() => { restored = true; }, () => undefined), Promise.resolve()]);
+      const restored = t.isRestored;
       const end = ends.get(t.partition) ?? -1;
       out.push({
         partition: t.partition,
@@ -281,6 +296,7 @@ export class StreamThread {
     await this.consumer?.stop().catch(() => undefined);
     await Promise.all([...this.tasks.values()].map((t) => t.close(true).catch((err) => this.log.warn({ err }, 'task close failed'))));
     this.tasks.clear();
+    this.publishTaskStates();
     await this.consumer?.disconnect().catch(() => undefined);
     await this.reader.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);

@@ -4,8 +4,12 @@
 // - force-seal on a chat with an open conversation prints its id; the conversation appears once on
 //   conversation.sealed with reason FORCED; the chat's next message opens a continuation that names
 //   it in continues_conversation_id.
-// - each command's --json output parses and holds what its table shows: stats, missing,
-//   list-passes, tracker-status (whole and --chat-id), backfill --dry-run, backfill-all --dry-run.
+// - each command's --json output parses, holds what its table shows, and uses one style: snake_case
+//   keys (stats, missing, list-passes, conversations, tracker-status whole and --chat-id,
+//   check-sealing, force-seal, backfill --dry-run, backfill-all --dry-run, migrate --status);
+// - force-seal of a chat with nothing open counts no message; conversations --chat-id lists the
+//   sealed conversations with their passes and the open one; stats counts late and dead-lettered
+//   records; backfill's summary accounts for every record it read.
 // - unreachable Kafka or PostgreSQL and invalid settings exit non-zero with one clear line.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -28,6 +32,9 @@ import { migrate } from '../../src/db/migrate';
 import { addSubscription } from '../../src/db/subscriptions';
 import type { BackfillSummary } from '../../src/backfill/backfill';
 import type { MissingReport, Stats } from '../../src/backfill/coverage';
+import type { ChatConversations } from '../../src/cli/conversations';
+import type { StreamFigures } from '../../src/cli/kafka-figures';
+import { registry } from '../../src/metrics';
 
 process.env.LOG_LEVEL ??= 'warn';
 
@@ -84,8 +91,25 @@ async function ok(args: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** Objects whose keys are data (seal reasons, pass names, partition numbers), not field names. */
+const DATA_KEYED = new Set(['by_seal_reason', 'by_pass', 'partitions', 'skip_reasons']);
+const jsonStyle: string[] = [];
+
+/** Every field name in a --json output is snake_case (issue 14: one JSON style, documented in the README). */
+function snakeCaseKeys(v: unknown, where: string, out: string[]): void {
+  if (Array.isArray(v)) { v.forEach((x, i) => snakeCaseKeys(x, `${where}[${i}]`, out)); return; }
+  if (v === null || typeof v !== 'object') return;
+  const dataKeyed = DATA_KEYED.has(where.split('.').at(-1)!) && !Array.isArray(v);
+  for (const [k, x] of Object.entries(v)) {
+    if (!dataKeyed && !/^[a-z][a-z0-9]*(_[a-z0-9]+)*$/.test(k)) out.push(`${where}.${k}`);
+    snakeCaseKeys(x, `${where}.${k}`, out);
+  }
+}
+
 async function json<T>(args: string[]): Promise<T> {
-  return JSON.parse(await ok([...args, '--json'])) as T;
+  const v = JSON.parse(await ok([...args, '--json'])) as T;
+  snakeCaseKeys(v, `chatstats ${args.join(' ')} --json`, jsonStyle);
+  return v;
 }
 
 /**
@@ -194,8 +218,8 @@ test('force-seal prints the id of the open conversation, sealed once with FORCED
   // tracker-status --chat-id sees the open conversation (two messages).
   const status = await waitFor('the open conversation in tracker-status', 30_000, async () => {
     const r = await cli(['tracker-status', '--chat-id', LIVE_CHAT, '--json']);
-    const s = JSON.parse(r.stdout) as { open?: { messageCount: number }[] };
-    return s.open?.length === 1 && s.open[0]!.messageCount === 2 ? s : undefined;
+    const s = JSON.parse(r.stdout) as { open?: { message_count: number }[] };
+    return s.open?.length === 1 && s.open[0]!.message_count === 2 ? s : undefined;
   }, 300);
   assert.equal((status as { known: boolean }).known, true);
   t.diagnostic(`open conversation seen by tracker-status after ${ms()}`);
@@ -219,9 +243,28 @@ test('force-seal prints the id of the open conversation, sealed once with FORCED
   await producer.send([msg(LIVE_CHAT, `${LIVE_CHAT}-3`, Date.now(), 'alice', 'one more thing')]);
   await waitFor('the continuation in tracker-status', 30_000, async () => {
     const r = await cli(['tracker-status', '--chat-id', LIVE_CHAT, '--json']);
-    const s = JSON.parse(r.stdout) as { open?: { continuesConversationId: string | null }[] };
-    return s.open?.length === 1 && s.open[0]!.continuesConversationId === first ? true : undefined;
+    const s = JSON.parse(r.stdout) as { open?: { continues_conversation_id: string | null }[] };
+    return s.open?.length === 1 && s.open[0]!.continues_conversation_id === first ? true : undefined;
   }, 300);
+  // conversations --chat-id: the sealed one from PostgreSQL (once the ETL has loaded it) and the open continuation.
+  const conv = await waitFor('the forced conversation in PostgreSQL', 30_000, async () => {
+    const c = await json<ChatConversations>(['conversations', '--chat-id', LIVE_CHAT]);
+    return c.sealed.length === 1 && c.open.length === 1 ? c : undefined;
+  }, 300);
+  assert.equal(conv.sealed[0]!.conversation_id, first);
+  assert.equal(conv.sealed[0]!.seal_reason, 'FORCED');
+  assert.equal(conv.sealed[0]!.message_count, 2);
+  assert.deepEqual(conv.sealed[0]!.passes.map((p) => p.pass).sort(), allPasses.passes.filter((p) => p.enabled).map((p) => p.name).sort(), 'a status for every enabled pass');
+  assert.equal(conv.sealed[0]!.passes.find((p) => p.pass === 'basic')!.status, 'completed');
+  assert.ok(conv.sealed[0]!.passes.every((p) => ['completed', 'failed', 'skipped', 'pending', 'running', 'none'].includes(p.status)));
+  assert.equal(conv.open[0]!.message_count, 1);
+  assert.equal(conv.open[0]!.continues_conversation_id, first);
+  assert.deepEqual(conv.tracker.error, null);
+  const convOut = await ok(['conversations', '--chat-id', LIVE_CHAT]);
+  assert.match(convOut, new RegExp(`chat ${LIVE_CHAT}: 1 sealed conversation\\(s\\) in PostgreSQL, 1 open in the tracker`));
+  const [convRows] = tables(convOut);
+  assert.deepEqual(convRows!.map((r) => [r.state, r.conversation_id, r['sealed by']]), [['sealed', first, 'FORCED'], ['open', '', `seals at ${conv.open[0]!.deadline_at}`]]);
+
   const forced = await json<{ chat_id: string; sealed_conversation_ids: string[] }>(['force-seal', LIVE_CHAT]);
   assert.equal(forced.sealed_conversation_ids.length, 1);
   const second = forced.sealed_conversation_ids[0]!;
@@ -239,9 +282,24 @@ test('force-seal prints the id of the open conversation, sealed once with FORCED
   assert.equal((await readTopic(kafka, topics.late)).filter((r) => r.key?.toString() === LIVE_CHAT).length, 0);
 
   t.diagnostic(`continuation ${second} sealed after ${ms()}`);
-  // Nothing open any more: a third force-seal says so.
+  // Nothing open any more: a third force-seal says so, and tracker-status --chat-id says it in words.
   const none = await json<{ sealed_conversation_ids: string[] }>(['force-seal', LIVE_CHAT]);
   assert.deepEqual(none.sealed_conversation_ids, []);
+  const quiet = await ok(['tracker-status', '--chat-id', LIVE_CHAT]);
+  assert.match(quiet, /nothing open: every conversation of this chat is sealed/);
+  assert.match(quiet, new RegExp(`recently sealed[\\s\\S]*${first}[\\s\\S]*${second}`));
+
+  // A force-seal of a chat the tracker never saw seals nothing and counts no message (issue 14,
+  // item 2: it counted one "accepted"); it is counted as a command.
+  const counts = async () => Object.fromEntries(((await registry.getSingleMetric('chatstats_tracker_messages_total')!.get()).values)
+    .map((v) => [String(v.labels.result), v.value]));
+  const commands = async () => (await registry.getSingleMetric('chatstats_tracker_commands_total')!.get()).values.find((v) => v.labels.type === 'FORCE_SEAL')?.value ?? 0;
+  const before = await counts();
+  const commandsBefore = await commands();
+  const nothing = await json<{ sealed_conversation_ids: string[] }>(['force-seal', `nosuchchat-${tag}`]);
+  assert.deepEqual(nothing.sealed_conversation_ids, []);
+  assert.deepEqual(await counts(), before, 'chatstats_tracker_messages_total unchanged by a command');
+  assert.equal(await commands(), commandsBefore + 1);
 });
 
 test('every command\'s --json output holds what its table shows', async () => {
@@ -254,8 +312,10 @@ test('every command\'s --json output holds what its table shows', async () => {
   }, 300);
 
   // stats
-  const st = await json<Stats>(['stats']);
+  const st = await json<Stats & StreamFigures>(['stats']);
   assert.equal(st.conversations, 8);
+  // Counted on their topics: nothing was late or dead-lettered; no duplicates since the tracker started.
+  assert.deepEqual([st.late_messages, st.dlq_messages, st.dlq_sealed, st.dlq_ready, st.duplicates_since_start, st.kafka_error], [0, 0, 0, 0, 0, null]);
   assert.equal(st.messages, 1 + 2 + 3 + 4 + 5 + 6 + 2 + 1);
   assert.equal(st.chats, 4);
   assert.equal(st.by_seal_reason.FORCED, 2);
@@ -264,6 +324,8 @@ test('every command\'s --json output holds what its table shows', async () => {
   assert.deepEqual(kv, {
     conversations: String(st.conversations), messages: String(st.messages), chats: String(st.chats),
     'first started': st.first_started_at ?? '-', 'last ended': st.last_ended_at ?? '-',
+    'late messages': '0', 'duplicates dropped (since the running trackers started)': '0', 'dead-lettered chat messages': '0',
+    'dead-lettered sealed conversations (ETL)': '0', 'dead-lettered ready conversations (analysis)': '0',
   });
   assert.deepEqual(Object.fromEntries(reasons!.map((r) => [r['seal reason'], Number(r.conversations)])), st.by_seal_reason);
   assert.equal(cov!.length, st.passes.length);
@@ -308,25 +370,32 @@ test('every command\'s --json output holds what its table shows', async () => {
     passes.map((p) => [p.name, String(p.priority), p.enabled ? 'yes' : 'no', p.analyzer, p.prompt_name, String(p.prompt_version), p.prompt_category]));
 
   // tracker-status (the system is quiet, so two calls see the same positions)
-  const ts = await json<{ running: boolean; partitions: { partition: number; instance: string; state: string; position: number; end: number; lag: number; caughtUp: boolean; open_conversations: number | null }[] }>(['tracker-status']);
+  const ts = await json<{ running: boolean; partitions: { partition: number; instance: string; state: string; position: number; committed_offset: number | null; end: number; lag: number; caught_up: boolean; open_conversations: number | null }[] }>(['tracker-status']);
   assert.equal(ts.running, true);
   assert.equal(ts.partitions.length, cfg.topicPartitions);
-  const tsRows = tables(await ok(['tracker-status']))[0]!;
-  assert.deepEqual(tsRows.map((r) => [r.partition, r.instance, r.state, r.position, r.end, r.lag, r['caught up'], r['open conv.']]),
-    ts.partitions.map((p) => [String(p.partition), p.instance, p.state, String(p.position), String(p.end), String(p.lag), p.caughtUp ? 'yes' : 'no', String(p.open_conversations ?? '')]));
+  // Quiet and caught up: the committed offsets are the ends.
+  assert.deepEqual(ts.partitions.map((p) => p.committed_offset ?? 0), ts.partitions.map((p) => p.end));
+  const tsOut = await ok(['tracker-status']);
+  const tsRows = tables(tsOut)[0]!;
+  assert.deepEqual(tsRows.map((r) => [r.partition, r.instance, r.state, r.position, r.committed, r.end, r.lag, r['caught up'], r['open conv.']]),
+    ts.partitions.map((p) => [String(p.partition), p.instance, p.state, String(p.position), String(p.committed_offset ?? '-'), String(p.end), String(p.lag), p.caught_up ? 'yes' : 'no', String(p.open_conversations ?? '')]));
+  assert.match(tsOut, /open conversation\(s\) as of the last committed transactions; committed input offsets \d+ of \d+/);
   const chatTs = await json<{ partition: number; open: unknown[]; owner: string }>(['tracker-status', '--chat-id', LIVE_CHAT]);
   const chatOut = await ok(['tracker-status', '--chat-id', LIVE_CHAT]);
   assert.match(chatOut, new RegExp(`chat ${LIVE_CHAT}: partition ${chatTs.partition}, owner ${chatTs.owner.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
-  assert.equal(tables(chatOut)[0]!.length, chatTs.open.length);
+  const chatTables = tables(chatOut);
+  if (chatTs.open.length > 0) assert.equal(chatTables[0]!.length, chatTs.open.length);
+  else assert.match(chatOut, /nothing open/);
+  assert.deepEqual(chatTables.at(-1)!.map((r) => r.conversation_id), (chatTs as unknown as { recently_sealed: { conversation_id: string }[] }).recently_sealed.map((r) => r.conversation_id));
 
   // backfill --dry-run
   const dry = await json<BackfillSummary>(['backfill', 'keywords', '--dry-run']);
   assert.deepEqual([dry.records, dry.conversations, dry.selected, dry.not_qualifying, dry.already_completed, dry.not_loaded], [8, 8, 4, 4, 0, 0]);
   const bfOut = await ok(['backfill', 'keywords', '--dry-run']);
-  const bf = Object.fromEntries(tables(bfOut)[0]!.map((r) => [r.what, Number(r.conversations)]));
+  const bf = Object.fromEntries(tables(bfOut)[0]!.map((r) => [r.what, Number(r.count)]));
   assert.deepEqual(bf, {
-    'records read': dry.records, 'conversations considered': dry.conversations, 'filtered out': dry.filtered_out,
-    duplicates: dry.duplicates, undecodable: dry.undecodable, 'not loaded in PostgreSQL': dry.not_loaded,
+    'offsets scanned': dry.offsets, 'records read': dry.records, 'filtered out': dry.filtered_out, duplicates: dry.duplicates, undecodable: dry.undecodable,
+    'past the limit (next run)': dry.past_limit, 'conversations considered': dry.conversations, 'not loaded in PostgreSQL': dry.not_loaded,
     'already completed': dry.already_completed, 'of which events owed': dry.events_owed, 'not qualifying': dry.not_qualifying, 'would run': dry.selected,
     'of which claimed elsewhere': dry.claimed_elsewhere,
   });
@@ -340,6 +409,17 @@ test('every command\'s --json output holds what its table shows', async () => {
   assert.equal(dryWindow.selected, 2, 'hist-b: conversations of 3 and 4 messages');
   const dryLimit = await json<BackfillSummary>(['backfill', 'keywords', '--dry-run', '--limit', '2']);
   assert.deepEqual([dryLimit.selected, dryLimit.limit_reached], [2, true]);
+  // Every record read is accounted for (issue 14, item 6), with and without a limit; the scan's
+  // progress counts offsets (records and transaction markers) and says how many records they held.
+  for (const x of [dry, dryChat, dryWindow, dryLimit]) {
+    assert.equal(x.records, x.conversations + x.filtered_out + x.duplicates + x.undecodable + x.past_limit, JSON.stringify(x));
+    assert.ok(x.offsets >= x.records, `offsets ${x.offsets} >= records ${x.records}`);
+  }
+  assert.equal(dry.past_limit, 0);
+  assert.ok(dryLimit.past_limit > 0, 'the limit left records for the next run');
+  const progressRun = await cli(['backfill', 'keywords', '--dry-run']);
+  const lastScan = progressRun.stderr.trim().split('\n').filter((l) => l.includes(' scanning ')).at(-1)!;
+  assert.match(lastScan, new RegExp(`scanning ${dry.offsets}/${dry.offsets} offsets 100%.*  ${dry.records} records, to run ${dry.selected}$`), lastScan);
 
   // backfill-all --dry-run
   const all = await json<{ passes: BackfillSummary[] }>(['backfill-all', '--dry-run']);
@@ -348,6 +428,21 @@ test('every command\'s --json output holds what its table shows', async () => {
     all.passes.map((s) => [s.pass, String(s.version), String(s.conversations), String(s.already_completed), String(s.not_qualifying), String(s.not_loaded), String(s.selected)]));
   assert.equal(all.passes.find((s) => s.pass === 'keywords')!.selected, 4);
   assert.equal(all.passes.find((s) => s.pass === 'basic')!.selected, 0);
+
+  // check-sealing and migrate --status
+  const checked = await json<{ running: boolean; sealed_conversation_ids: string[]; partitions: unknown[] }>(['check-sealing']);
+  assert.equal(checked.running, true);
+  assert.equal(checked.partitions.length, cfg.topicPartitions);
+  await json(['migrate', '--status']);
+  // With no tracker (another APP_ID): the JSON commands still print JSON, and exit 3.
+  for (const args of [['check-sealing'], ['force-seal', LIVE_CHAT], ['tracker-status'], ['tracker-status', '--chat-id', LIVE_CHAT]]) {
+    const r = await cli([...args, '--json'], { APP_ID: `nobody-${tag}` });
+    assert.equal(r.code, 3, `${args.join(' ')}: ${r.stderr}`);
+    const v = JSON.parse(r.stdout) as { running: boolean };
+    assert.equal(v.running, false, `${args.join(' ')} --json says running: false`);
+    snakeCaseKeys(v, `chatstats ${args.join(' ')} --json (no tracker)`, jsonStyle);
+  }
+  assert.deepEqual(jsonStyle, [], 'every --json field name is snake_case');
 });
 
 test('unreachable Kafka or PostgreSQL and invalid settings: non-zero exit and one clear line', async () => {

@@ -183,6 +183,22 @@ test('Prometheus scrapes every role on its METRICS_PORT, and the ports are publi
   console.log(`scrape targets: ${figures.join(', ')}`);
 });
 
+test('Prometheus loads the alerting rules: each rule file of prometheus.yml is mounted beside it', () => {
+  const prom = parseYaml(read('deploy/prometheus/prometheus.yml'));
+  const ruleFiles: string[] = prom.rule_files ?? [];
+  assert.ok(ruleFiles.length > 0, 'prometheus.yml has rule_files');
+  const byTarget = new Map(mounts('prometheus').map((m) => [m.target, path.normalize(m.source)]));
+  for (const f of ruleFiles) {
+    const target = path.posix.isAbsolute(f) ? f : path.posix.join('/etc/prometheus', f);
+    const source = byTarget.get(target);
+    assert.ok(source, `${f}: mounted at ${target} in the prometheus service`);
+    assert.equal(source, path.normalize(`deploy/prometheus/${path.posix.basename(f)}`));
+    assert.ok(existsSync(file(source)), `${source} exists`);
+    const groups = parseYaml(read(source)).groups as { rules: { alert?: string }[] }[];
+    assert.ok(groups.flatMap((g) => g.rules).some((r) => r.alert), `${source} has alerting rules`);
+  }
+});
+
 test('the apps connect to a listener Kafka advertises; the registry URL is the ccompat API', () => {
   const k = envOf('kafka');
   const listeners = new Map(k.KAFKA_LISTENERS!.split(',').map((l) => { const m = /^(\w+):\/\/([^:]*):(\d+)$/.exec(l.trim())!; return [m[1]!, Number(m[3])]; }));
@@ -350,7 +366,10 @@ test('Grafana: provisioned datasource and dashboard, and every queried metric is
     assert.ok(used.has(required), `the dashboard shows ${required}`);
   }
   assert.ok(exprs.some((e) => /histogram_quantile\(0\.\d+, .*chatstats_seal_delay_seconds_bucket/.test(e)), 'seal delay quantiles');
-  const unused = [...registered.keys()].filter((n) => n.startsWith('chatstats_') && !n.startsWith('chatstats_process_') && !n.startsWith('chatstats_nodejs_') && !used.has(n));
+  // Node's default metrics under their stock names (stock Node.js dashboards find them).
+  assert.ok(registered.has('process_cpu_seconds_total') && registered.has('nodejs_eventloop_lag_p99_seconds'), 'stock process_* and nodejs_* metrics');
+  assert.deepEqual([...registered.keys()].filter((n) => /^chatstats_(process|nodejs)_/.test(n)), [], 'no chatstats_ prefix on the default metrics');
+  const unused = [...registered.keys()].filter((n) => n.startsWith('chatstats_') && !used.has(n));
   console.log(`dashboard: ${panels.length} panels, ${exprs.length} queries over ${used.size} metrics; registered but not shown: ${unused.join(', ') || 'none'}`);
 });
 

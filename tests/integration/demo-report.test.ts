@@ -1,8 +1,10 @@
 // `chatstats demo` as a newcomer runs it: every role, the bundled IRC logs, a fresh database. Its
-// summary must state what data/irc/README.md does (87 conversations, 13,688 messages, 330 late),
-// and its HTML report must render in headless Chromium (Debian's `chromium` package) with a
-// timeline per chat (12), a bar per conversation (87) and the headline numbers. A screenshot is
-// kept next to the report for a person to look at.
+// summary must state what data/irc/README.md does (tests/support/irc-expected.ts reads the figures
+// from there), and its HTML report must render in headless Chromium (Debian's `chromium` package)
+// with a timeline per chat, a bar per conversation and the headline numbers. A screenshot is kept
+// next to the report for a person to look at. Then the demo runs again, several times in a row, on
+// the warm broker and the same database, alternating JSON and Avro: the same figures every time
+// (issue 14, item 9: it once printed 89, 81, 80 and 9 conversations, done too early).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
@@ -12,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { isolatedEnv, testKafka, ROOT, REGISTRY_URL } from '../support/harness';
+import { IRC_EXPECTED as IRC, fmt } from '../support/irc-expected';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'chatstats-demo-report-'));
 const baseDb = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/chatstats');
@@ -61,6 +64,8 @@ const CHROMIUM_FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disabl
   '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'];
 
 const count = (html: string, re: RegExp) => (html.match(re) ?? []).length;
+/** The demo's outcome line with the figures data/irc/README.md states. */
+const outcomeLine = () => new RegExp(`^${fmt(IRC.conversations)} conversations in ${IRC.chats} chats hold ${fmt(IRC.messages)} messages; ${fmt(IRC.late)} messages arrived late\\.$`, 'm');
 const kpi = (html: string, id: string) => new RegExp(`id="${id}">\\s*([\\d,.]+)`).exec(html)?.[1];
 
 test('chatstats demo prints its summary and writes a report that renders in headless Chromium', { timeout: 900_000 }, async (t) => {
@@ -80,15 +85,15 @@ test('chatstats demo prints its summary and writes a report that renders in head
   const out = demo.stdout;
   // On a mismatch: the summary, and the demo's progress lines (how the counts evolved).
   const expectOut = (re: RegExp, what: string) => assert.match(out, re, `${what}\n--- stdout (head)\n${out.split('\n').slice(0, 20).join('\n')}\n--- stderr (tail)\n${demo.stderr.slice(-3000)}`);
-  expectOut(/== chatstats demo: 14,018 messages replayed in [\d.]+s ==/, 'headline');
-  expectOut(/^87 conversations in 12 chats hold 13,688 messages; 330 messages arrived late\.$/m, 'the outcome data/irc/README.md states');
-  expectOut(/^GAP_TIMEOUT\s+12$/m, 'one wall-clock seal per chat');
-  expectOut(/^NEXT_MESSAGE\s+77$/m, 'seals by the next message');
-  expectOut(/^basic\s+87\s+0\s+0\s+100 %$/m, 'the basic pass covers every conversation');
+  expectOut(new RegExp(`== chatstats demo: ${fmt(IRC.input)} messages replayed in [\\d.]+s ==`), 'headline');
+  expectOut(outcomeLine(), 'the outcome data/irc/README.md states');
+  expectOut(new RegExp(`^GAP_TIMEOUT\\s+${IRC.reasons.GAP_TIMEOUT}$`, 'm'), 'one wall-clock seal per chat');
+  expectOut(new RegExp(`^NEXT_MESSAGE\\s+${IRC.reasons.NEXT_MESSAGE}$`, 'm'), 'seals by the next message');
+  expectOut(new RegExp(`^basic\\s+${IRC.conversations}\\s+0\\s+0\\s+100 %$`, 'm'), 'the basic pass covers every conversation');
   expectOut(/A few conversations:/, 'examples');
   expectOut(/Where to look next:[\s\S]*metrics:[\s\S]*SQL:/, 'where to look next');
   assert.ok(out.includes(`HTML report: ${report}`), 'names the report');
-  assert.match(demo.stderr, /produced 14018 messages \(0 invalid\)/);
+  assert.match(demo.stderr, new RegExp(`produced ${IRC.input} messages \\(0 invalid\\)`));
   const html = readFileSync(report, 'utf8');
   assert.ok(!/<script\b/i.test(html) && !/\b(src|href)="https?:/i.test(html), 'self-contained: no scripts, no external assets');
 
@@ -98,22 +103,22 @@ test('chatstats demo prints its summary and writes a report that renders in head
   assert.equal(dump.code, 0, `chromium --dump-dom: ${dump.stderr.slice(-2000)}`);
   const dom = dump.stdout;
   assert.match(dom, /^\s*(<!DOCTYPE html>\s*)?<html\b[^>]*>[\s\S]*<\/html>\s*$/i, "the DOM of a whole page");
-  assert.equal(count(dom, /<section class="chat"/g), 12, 'one timeline per chat');
-  assert.equal(count(dom, /<rect class="conv"/g), 87, 'one bar per conversation');
+  assert.equal(count(dom, /<section class="chat"/g), IRC.chats, 'one timeline per chat');
+  assert.equal(count(dom, /<rect class="conv"/g), IRC.conversations, 'one bar per conversation');
   const ids = [...dom.matchAll(/<rect class="conv" data-id="([^"]+)"/g)].map((m) => m[1]);
-  assert.equal(new Set(ids).size, 87, 'every conversation once');
+  assert.equal(new Set(ids).size, IRC.conversations, 'every conversation once');
   for (const m of dom.matchAll(/<rect class="conv"[^>]*\bx="([\d.]+)"[^>]*\bwidth="([\d.]+)"/g)) {
     assert.ok(Number(m[1]) >= 0 && Number(m[1]) + Number(m[2]) <= 900 + 3 + 0.1, `bar inside its timeline: x=${m[1]} width=${m[2]}`);
   }
-  assert.equal(count(dom, /<rect class="conv"[^>]*fill="#3b82f6"/g), 77, 'NEXT_MESSAGE bars');
-  assert.equal(count(dom, /<rect class="conv"[^>]*fill="#10b981"/g), 12, 'GAP_TIMEOUT bars');
-  assert.equal(kpi(dom, 'kpi-messages'), '14,018');
-  assert.equal(kpi(dom, 'kpi-conversations'), '87');
-  assert.equal(kpi(dom, 'kpi-late'), '330');
-  assert.match(dom, />13,688<p>messages in conversations<\/p>/);
+  assert.equal(count(dom, /<rect class="conv"[^>]*fill="#3b82f6"/g), IRC.reasons.NEXT_MESSAGE, 'NEXT_MESSAGE bars');
+  assert.equal(count(dom, /<rect class="conv"[^>]*fill="#10b981"/g), IRC.reasons.GAP_TIMEOUT, 'GAP_TIMEOUT bars');
+  assert.equal(kpi(dom, 'kpi-messages'), fmt(IRC.input));
+  assert.equal(kpi(dom, 'kpi-conversations'), fmt(IRC.conversations));
+  assert.equal(kpi(dom, 'kpi-late'), fmt(IRC.late));
+  assert.ok(dom.includes(`>${fmt(IRC.messages)}<p>messages in conversations</p>`), 'messages in conversations');
   assert.equal(count(dom, /<table id="conversations">[\s\S]*?<\/table>/g), 1);
-  assert.equal(count((/<table id="conversations">[\s\S]*?<\/table>/.exec(dom) ?? [''])[0], /<tr>/g), 88, 'a header and 87 conversation rows');
-  assert.match(dom, /<table id="coverage">[\s\S]*<td>basic<\/td><td class="num">87<\/td>/);
+  assert.equal(count((/<table id="conversations">[\s\S]*?<\/table>/.exec(dom) ?? [''])[0], /<tr>/g), IRC.conversations + 1, 'a header and a row per conversation');
+  assert.ok(new RegExp(`<table id="coverage">[\\s\\S]*<td>basic</td><td class="num">${IRC.conversations}</td>`).test(dom), 'basic coverage');
 
   // A screenshot, for a person to judge (kept with KEEP_DEMO_REPORT=1).
   const png = path.join(dir, 'demo.png');
@@ -125,4 +130,24 @@ test('chatstats demo prints its summary and writes a report that renders in head
   assert.ok(statSync(png).size > 50_000, 'not a blank page');
   console.log(`[demo] chromium ${chromium.note} (${chromium.path}); demo ${(demo.ms / 1000).toFixed(1)} s into database ${dbName}; `
     + `dump-dom ${(dump.ms / 1000).toFixed(1)} s, screenshot ${(shot.ms / 1000).toFixed(1)} s (${png}, ${statSync(png).size} bytes)`);
+});
+
+test('the demo, run again and again on the warm broker and the same database, gives the same figures every time', { timeout: 900_000 }, async (t) => {
+  // The database of the test above: the conversations are there already (their ids are the same
+  // every run), so only the demo's own done condition can tell that this run has finished.
+  const db = await run(process.execPath, [path.join(ROOT, 'infra/ensure-db.js'), dbUrl.toString()], { timeoutMs: 30_000 });
+  assert.equal(db.code, 0, db.stderr);
+  const formats = ['json', 'avro', 'json'];
+  const seen: string[] = [];
+  for (const [i, format] of formats.entries()) {
+    const demo = await run(process.execPath, [path.join(ROOT, 'bin/chatstats.js'), 'demo', '--report', path.join(dir, `again-${i}.html`), '--timeout', '300'],
+      { env: { ...process.env, ...env, SCHEMA_REGISTRY_URL: format === 'avro' ? REGISTRY_URL : '' }, timeoutMs: 360_000 });
+    assert.equal(demo.code, 0, `run ${i + 1} (${format}): exit ${demo.code}\n${demo.stderr.slice(-3000)}`);
+    const line = /^\d[\d,]* conversations in .*$/m.exec(demo.stdout)?.[0] ?? '(no outcome line)';
+    seen.push(`${format}: ${line} (${(demo.ms / 1000).toFixed(1)} s)`);
+    assert.match(demo.stdout, outcomeLine(), `run ${i + 1} (${format}) on a warm machine: ${seen.join(' | ')}\n--- progress\n${demo.stderr.split('\n').filter((l) => l.startsWith('  ')).join('\n')}`);
+    // The last progress line says what the done condition saw: all input committed, nothing open.
+    assert.match(demo.stderr, new RegExp(`input committed ${IRC.input}/${IRC.input}, open 0, sealed ${IRC.conversations}, late ${IRC.late}`));
+  }
+  t.diagnostic(seen.join(' | '));
 });

@@ -2,7 +2,9 @@
 //   (a) /readyz answers 503 while a SIGKILLed tracker's stores are wiped and restored from the
 //       changelog on restart, then 200, and the restored state is all there;
 //   (b) /metrics after the IRC replay exposes the tracker's, the runtime's and the process metrics
-//       with the values data/irc/README.md states; the logs are JSON lines with a component;
+//       (under their stock names) with the values data/irc/README.md states, every labelled counter
+//       from the start (at 0), and task states as tracker-status names them; the logs are JSON
+//       lines with a component;
 //   (c) SIGTERM in the middle of a backlog: exit code 0 within seconds, and after a restart every
 //       conversation is sealed exactly once, as the pure rules predict.
 import { test, after } from 'node:test';
@@ -20,6 +22,7 @@ import { RecordCodec } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import { rulesConfigFrom } from '../../src/sessionization/rules';
 import type { ChatMessage, ConversationSealed, LateMessage } from '../../src/records/types';
+import { IRC_EXPECTED as IRC } from '../support/irc-expected';
 
 process.env.LOG_LEVEL ??= 'warn';
 
@@ -268,7 +271,7 @@ test('/readyz is 503 while a SIGKILLed tracker restores its stores from the chan
 
 // --- (b) /metrics after the IRC replay, and the log format -----------------------------------
 
-test('/metrics after the IRC replay: 87 conversations, 330 late, caught up; JSON logs with a component', { timeout: 240_000 }, async () => {
+test(`/metrics after the IRC replay: ${IRC.conversations} conversations, ${IRC.late} late, caught up; JSON logs with a component`, { timeout: 240_000 }, async () => {
   const env = await opsEnv('ops-irc');
   const cfg = configOf(env);
   // The CLI, as an operator would: `chatstats produce FILE`.
@@ -282,11 +285,21 @@ test('/metrics after the IRC replay: 87 conversations, 330 late, caught up; JSON
 
   const tracker = spawnTracker(env);
   const t0 = Date.now();
-  const m = await waitFor('87 sealed, 330 late, nothing open, no lag', 150_000, async () => {
+  // The first answer of /metrics: the labelled counters are there at 0 before they count anything
+  // (rate() and alerts see 0 rather than no series, also after a restart).
+  const first = await waitFor('/metrics', 60_000, async () => {
+    if (tracker.proc.exitCode !== null) throw new Error(`tracker exited with ${tracker.proc.exitCode}:\n${tail(tracker)}`);
+    const m = await metricsOf(env).catch(() => undefined);
+    return m && m.has('chatstats_tracker_messages_total') ? m : undefined;
+  }, 50);
+  assert.deepEqual(Object.keys(byLabel(first, 'chatstats_tracker_messages_total', 'result')).sort(), ['accepted', 'dlq', 'duplicate', 'late']);
+  assert.deepEqual(Object.keys(byLabel(first, 'chatstats_conversations_sealed_total', 'reason')).sort(), ['FORCED', 'GAP_TIMEOUT', 'MAX_SIZE', 'NEXT_MESSAGE']);
+  assert.deepEqual(byLabel(first, 'chatstats_tracker_commands_total', 'type'), { FORCE_SEAL: 0, CHECK_SEALING: 0 });
+  const m = await waitFor(`${IRC.conversations} sealed, ${IRC.late} late, nothing open, no lag`, 150_000, async () => {
     if (tracker.proc.exitCode !== null) throw new Error(`tracker exited with ${tracker.proc.exitCode}:\n${tail(tracker)}`);
     const m = await metricsOf(env);
     const lags = m.get('chatstats_consumer_lag') ?? [];
-    const done = sum(m, 'chatstats_conversations_sealed_total') >= 87 && sum(m, 'chatstats_tracker_late_total') >= 330
+    const done = sum(m, 'chatstats_conversations_sealed_total') >= IRC.conversations && sum(m, 'chatstats_tracker_late_total') >= IRC.late
       && sum(m, 'chatstats_open_conversations') === 0 && lags.length === cfg.topicPartitions && lags.every((s) => s.value === 0);
     return done ? m : undefined;
   }, 500);
@@ -295,22 +308,25 @@ test('/metrics after the IRC replay: 87 conversations, 330 late, caught up; JSON
   const again = await metricsOf(env);
 
   for (const x of [m, again]) {
-    assert.equal(sum(x, 'chatstats_conversations_sealed_total'), 87);
-    assert.equal(sum(x, 'chatstats_tracker_late_total'), 330);
+    assert.equal(sum(x, 'chatstats_conversations_sealed_total'), IRC.conversations);
+    assert.equal(sum(x, 'chatstats_tracker_late_total'), IRC.late);
     assert.equal(sum(x, 'chatstats_open_conversations'), 0);
   }
   const results = byLabel(again, 'chatstats_tracker_messages_total', 'result');
-  assert.equal(sum(again, 'chatstats_tracker_messages_total'), 14_018, `every input record counted once: ${JSON.stringify(results)}`);
-  assert.equal(results.late, 330);
-  assert.equal(results.accepted, 13_688);
+  assert.equal(sum(again, 'chatstats_tracker_messages_total'), IRC.input, `every input record counted once: ${JSON.stringify(results)}`);
+  assert.equal(results.late, IRC.late);
+  assert.equal(results.accepted, IRC.messages);
+  assert.deepEqual([results.duplicate, results.dlq], [0, 0]);
   const reasons = byLabel(again, 'chatstats_conversations_sealed_total', 'reason');
-  assert.deepEqual(reasons, { NEXT_MESSAGE: 77, GAP_TIMEOUT: 12 });
+  assert.deepEqual(reasons, { ...IRC.reasons, FORCED: 0, MAX_SIZE: 0 });
   assert.equal(sum(again, 'chatstats_tracker_dlq_total'), 0);
-  assert.equal(sum(again, 'chatstats_seal_delay_seconds_count'), 12, 'one seal delay per wall-clock seal');
+  assert.equal(sum(again, 'chatstats_seal_delay_seconds_count'), IRC.reasons.GAP_TIMEOUT, 'one seal delay per wall-clock seal');
   // History seals as soon as the partition catches up: delays count from then, not from 2013.
-  assert.ok(sum(again, 'chatstats_seal_delay_seconds_sum') < 12 * 5, `seal delay sum ${sum(again, 'chatstats_seal_delay_seconds_sum')} s`);
+  assert.ok(sum(again, 'chatstats_seal_delay_seconds_sum') < IRC.reasons.GAP_TIMEOUT * 5, `seal delay sum ${sum(again, 'chatstats_seal_delay_seconds_sum')} s`);
   assert.equal((again.get('chatstats_consumer_lag') ?? []).length, cfg.topicPartitions);
-  assert.ok((again.get('chatstats_consumer_lag') ?? []).every((s) => s.value === 0 && s.labels.topic === topicNames(cfg).messages));
+  assert.ok((again.get('chatstats_consumer_lag') ?? []).every((s) => s.value === 0 && s.labels.topic === topicNames(cfg).messages && s.labels.group === `${cfg.appId}-tracker`));
+  // Task states as tracker-status names them.
+  assert.deepEqual(byLabel(again, 'chatstats_tasks', 'state'), { restoring: 0, running: cfg.topicPartitions });
   assert.ok((again.get('chatstats_partition_caught_up') ?? []).every((s) => s.value === 1));
   assert.equal(sum(again, 'chatstats_restore_duration_seconds_count'), cfg.topicPartitions, 'one restore per task');
   assert.ok(sum(again, 'chatstats_punctuation_duration_seconds_count') > 0);
@@ -318,12 +334,14 @@ test('/metrics after the IRC replay: 87 conversations, 330 late, caught up; JSON
   assert.equal(stores.length, cfg.topicPartitions);
   // Live data in SST files plus memtables: every partition of the IRC replay holds some state.
   assert.ok(stores.every((s) => Number.isFinite(s.value) && s.value > 0), `store sizes ${stores.map((s) => s.value)}`);
-  const processMetrics = [...again.keys()].filter((n) => n.startsWith('chatstats_process_') || n.startsWith('chatstats_nodejs_'));
-  const rss = processMetrics.find((n) => /^chatstats_process_resident_memory_bytes$/.test(n));
-  const cpu = processMetrics.find((n) => /^chatstats_process_cpu_seconds_total$/.test(n));
+  // Node's default metrics under their stock names, as stock Node.js dashboards query them.
+  const processMetrics = [...again.keys()].filter((n) => n.startsWith('process_') || n.startsWith('nodejs_'));
+  const rss = processMetrics.find((n) => n === 'process_resident_memory_bytes');
+  const cpu = processMetrics.find((n) => n === 'process_cpu_seconds_total');
   assert.ok(rss && sum(again, rss) > 0, `resident memory among ${processMetrics.slice(0, 5).join(', ')}`);
   assert.ok(cpu && sum(again, cpu) > 0);
-  assert.ok(processMetrics.includes('chatstats_nodejs_eventloop_lag_p99_seconds'));
+  assert.ok(processMetrics.includes('nodejs_eventloop_lag_p99_seconds'));
+  assert.deepEqual([...again.keys()].filter((n) => /^chatstats_(process|nodejs)_/.test(n)), [], 'no chatstats_ prefix on the default metrics');
   const h = await http(env.METRICS_PORT, '/metrics');
   assert.match(h.body, /^# TYPE chatstats_seal_delay_seconds histogram$/m);
   assert.equal((await http(env.METRICS_PORT, '/healthz')).status, 200);

@@ -212,7 +212,7 @@ test('progress on a terminal: one line redrawn in place with a bar, rate and ETA
   p.end();
   const text = out.join('');
   assert.ok(out.filter((s) => s.startsWith('\r\x1b[2K')).length >= 3);
-  assert.match(text, /basic v1 scanning \[#+\] 10\/10 records 100%/);
+  assert.match(text, /basic v1 scanning \[#+\] 10\/10 offsets 100%/);
   assert.match(text, /basic v1 running \[#+-+\] 20\/40 conversations 50% 10\/s ETA 2s  completed 20/);
   assert.ok(text.endsWith('\n'));
   // A new phase starts on a fresh line.
@@ -227,4 +227,7 @@ test('formatting: ETA, bar, line', () => {
   assert.equal(bar(5, 10, 10), '[#####-----]');
   assert.equal(bar(0, 0, 4), '[####]');
   assert.equal(progressLine({ phase: 'run', label: 'x v1', done: 10, total: 10 }, 2, null), 'x v1 running 10/10 conversations 100% 2.0/s');
+  // The scan counts offsets (records and transaction markers) and says how many records they held.
+  assert.equal(progressLine({ phase: 'scan', label: 'x v1', done: 101, total: 101, detail: '90 records, to run 4' }, NaN, null),
+    'x v1 scanning 101/101 offsets 100%  90 records, to run 4');
 });
