@@ -127,8 +127,12 @@ export function validateChatMessage(value: unknown, path = ''): ChatMessage {
   const reply_to_message_id = nullableString(o, 'reply_to_message_id', path);
   const account_id = nullableString(o, 'account_id', path);
   const m: ChatMessage = { message_id, chat_id, sender_id, sent_at, text, chat_type, is_from_me, reply_to_message_id, account_id };
-  // Only in a sealed conversation's messages (thread mode); an input message's is ignored.
-  if (path !== '' && o.linked_message_id !== undefined) m.linked_message_id = nullableString(o, 'linked_message_id', path);
+  // Only in a sealed conversation's messages (thread mode); an input message's is ignored. Null
+  // (a thread's first message) and absent (gap mode) read the same: absent.
+  if (path !== '' && o.linked_message_id !== undefined) {
+    const linked = nullableString(o, 'linked_message_id', path);
+    if (linked !== null) m.linked_message_id = linked;
+  }
   return m;
 }
 
