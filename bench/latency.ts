@@ -10,6 +10,8 @@
 //   every chat's last message has the same sent_at, so that all deadlines coincide.
 // endToEnd: `chatstats run all` (tracker, ETL into a fresh PostgreSQL database, analysis) on live
 //   traffic: from a conversation's last message being produced to its analysis.completed events.
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Client } from 'pg';
 import type { ChatMessage } from '../src/records/types';
 import { topicNames } from '../src/topics';
@@ -190,6 +192,8 @@ export interface TrackerDelay {
   sealed: DelayStats;
   /** Conversations sealed more than one tick past their deadline (a tick skipped: not caught up). */
   sealedAfterOneTick: number;
+  /** The tracker's punctuations by trigger and result over the whole run (both phases), from its metrics. */
+  punctuations?: Record<string, number>;
 }
 
 export interface SealDelayPhase {
@@ -230,7 +234,20 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
   try {
     for (const t of topics) await createTopics(admin, [t.messages], 6, { 'retention.ms': String(86_400_000) });
     await createTopics(admin, [seedOut], 6, { 'retention.ms': String(86_400_000) });
-    for (const run of runs) children.push((await startTracker(run.env)).child);
+    const ports: number[] = [];
+    for (const run of runs) {
+      // BENCH_TRACKER_LOG_LEVEL=debug and BENCH_TRACKER_LOG_DIR keep the trackers' logs (the seal
+      // timer logs each punctuation at debug: how late it woke, the end request, the punctuation).
+      const started = await startTracker({ ...run.env, ...(process.env.BENCH_TRACKER_LOG_LEVEL ? { LOG_LEVEL: process.env.BENCH_TRACKER_LOG_LEVEL } : {}) });
+      children.push(started.child);
+      ports.push(started.port);
+    }
+    const punctuations = async (port: number): Promise<Record<string, number>> => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const out: Record<string, number> = {};
+      for (const m of text.matchAll(/^chatstats_punctuations_total\{trigger="(\w+)",result="(\w+)"\} (\S+)$/gm)) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+      return out;
+    };
     const seed = spawnBenchScript('seed-redis', {
       KAFKA_BROKERS: runs[0]!.env.KAFKA_BROKERS!, TOPIC: topics[0]!.messages, OUT_TOPIC: seedOut, GROUP: `${runs[0]!.prefix}seed`,
       GAP_MS: String(GAP_MS), CHECK_MS: String(opts.seedCheckMs), KEY_PREFIX: `${runs[0]!.id}:`,
@@ -300,6 +317,9 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
       await waitAll(chatIds, T + GAP_MS + opts.seedCheckMs * 2 + 30_000);
       coincide = phase(chatIds);
     }
+    for (let i = 0; i < TRACKERS.length; i++) {
+      livePhase.trackers[i]!.punctuations = await punctuations(ports[i]!).catch(() => ({}));
+    }
     return {
       chats: opts.chats, trafficSeconds: opts.seconds, seedCheckMs: opts.seedCheckMs,
       trackers: livePhase.trackers, seed: livePhase.seed, coincide,
@@ -307,6 +327,11 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
   } finally {
     await consumer.disconnect().catch(() => undefined);
     for (const c of children) await c.stop('SIGTERM', 20_000).catch(() => undefined);
+    if (process.env.BENCH_TRACKER_LOG_DIR) {
+      children.forEach((c, i) => {
+        if (i < TRACKERS.length) writeFileSync(path.join(process.env.BENCH_TRACKER_LOG_DIR!, `latency-${TRACKERS[i]!.sealTimer}-${TRACKERS[i]!.tickMs}.log`), c.output());
+      });
+    }
     await cleanup(admin, runs.flatMap((run) => [run.prefix, run.appId])).catch(() => 0);
     await admin.disconnect();
     for (const run of runs) removeDir(run.stateDir);

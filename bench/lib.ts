@@ -51,13 +51,22 @@ export async function createTopics(admin: Admin, names: string[], partitions = 6
   const existing = new Set(await admin.listTopics());
   const missing = names.filter((n) => !existing.has(n));
   if (missing.length === 0) return;
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: missing.map((topic) => ({
-      topic, numPartitions: partitions,
-      configEntries: Object.entries({ 'retention.ms': '-1', 'max.message.bytes': '8388608', ...config }).map(([name, value]) => ({ name, value })),
-    })),
-  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({
+          topic, numPartitions: partitions,
+          configEntries: Object.entries({ 'retention.ms': '-1', 'max.message.bytes': '8388608', ...config }).map(([name, value]) => ({ name, value })),
+        })),
+      });
+      break;
+    } catch (e) {
+      // A loaded broker may answer UNKNOWN_TOPIC_OR_PARTITION while it waits for the new leaders.
+      if (!(e as { retriable?: boolean }).retriable || attempt >= 5) throw e;
+      await sleep(1000);
+    }
+  }
   for (let i = 0; i < 50; i++) {
     try {
       const md = await admin.fetchTopicMetadata({ topics: missing });

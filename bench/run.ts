@@ -149,11 +149,15 @@ async function main(): Promise<void> {
   if (want('burst')) {
     results.burst = await runBurst({
       chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
-      variants: [
-        { variant: 'seal timer, PUNCTUATE_MAX_SEALS 1000 (default)', sealTimer: 'deadline', maxSeals: 1000 },
-        { variant: 'seal timer, PUNCTUATE_MAX_SEALS 250', sealTimer: 'deadline', maxSeals: 250 },
-        { variant: 'seal timer, no bound (one transaction per partition)', sealTimer: 'deadline', maxSeals: 0 },
-      ],
+      // BURST_VARIANTS=deadline:250,tick:1000,... (SEAL_TIMER:PUNCTUATE_MAX_SEALS) picks others.
+      variants: (process.env.BURST_VARIANTS ?? 'deadline:1000,deadline:250,deadline:0').split(',').map((v) => {
+        const [sealTimer, max] = v.split(':') as ['deadline' | 'tick', string];
+        const maxSeals = Number(max);
+        return {
+          sealTimer, maxSeals,
+          variant: `${sealTimer === 'deadline' ? 'seal timer' : 'fixed tick'}, ${maxSeals === 0 ? 'no bound (one transaction per partition)' : `PUNCTUATE_MAX_SEALS ${maxSeals}`}`,
+        };
+      }),
     });
   }
   if (want('idle')) results.idle = await runIdle({ chats: scale.idleChats, seconds: scale.idleSeconds, log });

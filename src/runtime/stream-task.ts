@@ -325,6 +325,8 @@ export class StreamTask {
         }
         await this.refreshDue(stored);
       } finally {
+        // Plan from what is known now (behind: no timer; the batch that catches up punctuates).
+        this.rearm();
         this.timer?.done();
       }
     });

@@ -203,6 +203,19 @@ describe('DeadlineTimer', () => {
     assert.deepEqual(fired, [T + 210]);
   });
 
+  test('a punctuation that finds the task behind leaves no timer: no loop of end-offset requests', () => {
+    const { s, fired, timer } = harness();
+    timer.update({ due: T + 50, caughtUp: true, last: null });
+    s.advance(50);
+    assert.deepEqual(fired, [T + 50]);
+    // The task read the partition's end, found records it has not read yet, and says so before done().
+    timer.update({ due: T + 50, caughtUp: false, last: null });
+    timer.done();
+    assert.equal(timer.armedAt, null);
+    s.advance(5000);
+    assert.equal(fired.length, 1);
+  });
+
   test('cancel stops it for good', () => {
     const { s, fired, timer } = harness();
     timer.update({ due: T + 10, caughtUp: true, last: null });
