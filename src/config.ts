@@ -17,6 +17,10 @@ export interface Config {
   appId: string;
   topicPrefix: string;
   topicPartitions: number;
+  /** Replicas of every topic this project creates; null: the broker's default.replication.factor. */
+  topicReplicationFactor: number | null;
+  /** min.insync.replicas of every topic this project creates; null: the broker's default. */
+  topicMinInsyncReplicas: number | null;
   stateDir: string;
   gapMs: number;
   gapByTypeMs: Record<string, number>;
@@ -209,6 +213,8 @@ export function loadConfig(env: Env = process.env): Config {
     appId,
     topicPrefix,
     topicPartitions: r.int('TOPIC_PARTITIONS', 6, 1, 10_000),
+    topicReplicationFactor: r.raw('TOPIC_REPLICATION_FACTOR') === undefined ? null : r.int('TOPIC_REPLICATION_FACTOR', 0, 1, 32_767),
+    topicMinInsyncReplicas: r.raw('TOPIC_MIN_INSYNC_REPLICAS') === undefined ? null : r.int('TOPIC_MIN_INSYNC_REPLICAS', 0, 1, 32_767),
     stateDir: r.string('STATE_DIR', '.state'),
     gapMs: r.duration('CONVERSATION_GAP', '90m', 1),
     gapByTypeMs: parseGapByType('CONVERSATION_GAP_BY_TYPE', r.raw('CONVERSATION_GAP_BY_TYPE')),
@@ -237,6 +243,10 @@ export function loadConfig(env: Env = process.env): Config {
   };
   if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(cfg.logLevel)) {
     throw new ConfigError('LOG_LEVEL', `expected one of fatal, error, warn, info, debug, trace, silent, got "${cfg.logLevel}"`);
+  }
+  if (cfg.topicReplicationFactor !== null && cfg.topicMinInsyncReplicas !== null && cfg.topicMinInsyncReplicas > cfg.topicReplicationFactor) {
+    throw new ConfigError('TOPIC_MIN_INSYNC_REPLICAS', `${cfg.topicMinInsyncReplicas} is more than TOPIC_REPLICATION_FACTOR `
+      + `(${cfg.topicReplicationFactor}): no write with acks=all could ever succeed`);
   }
   if (cfg.kafkaSaslMechanism !== null) {
     if (cfg.kafkaSaslUsername === null) throw new ConfigError('KAFKA_SASL_USERNAME', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);
