@@ -46,3 +46,34 @@ stop_process() { # name, pidfile, prefix for messages
   fi
   rm -f "$2"
 }
+
+fail() { # part, log
+  echo "infra:up: $1 failed to start; see $2" >&2
+  [ -f "$2" ] && tail -n 20 "$2" | sed 's/^/    /' >&2
+  exit 1
+}
+
+wait_for() { # part, log, pidfile, seconds, command...
+  local part=$1 log=$2 pidfile=$3 limit=$4; shift 4
+  local deadline=$(( $(date +%s) + limit ))
+  until "$@" >/dev/null 2>&1; do
+    if ! alive "$pidfile"; then fail "$part (process exited)" "$log"; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then fail "$part (not ready after ${limit}s)" "$log"; fi
+    sleep 0.5
+  done
+}
+
+# The Kafka jars, resolved by Maven from Maven Central (cached in ~/.m2) into $KAFKA_HOME/libs;
+# the single broker and the cluster's nodes run from the same jars.
+kafka_libs() {
+  local stamp="$KAFKA_HOME/libs/.pom.sha"
+  local want; want=$(sha1sum "$INFRA_SRC/kafka/pom.xml" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
+  echo "infra:up: resolving Kafka jars with Maven (first run only)"
+  mkdir -p "$KAFKA_HOME"
+  rm -rf "$KAFKA_HOME/libs"; mkdir -p "$KAFKA_HOME/libs"
+  mvn -q -B -f "$INFRA_SRC/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs" >"$KAFKA_HOME/maven.log" 2>&1 \
+    || fail "Kafka jar download (mvn)" "$KAFKA_HOME/maven.log"
+  echo "$want" >"$stamp"
+}

@@ -10,42 +10,40 @@
 # Waits until each part answers, prints how long start-up took, and on failure names the part and
 # its log file. infra/down.sh stops what this started and nothing else. A broker this started
 # earlier with another configuration (e.g. without the SASL_SSL listener) is restarted.
+#
+# `--brokers N` (or INFRA_BROKERS=N) with N > 1 starts, instead of the single broker, a cluster of
+# N KRaft nodes on other ports (127.0.0.1:29092.., replication 3, min.insync 2; see
+# infra/cluster.sh), with the registry and the database as above. Either way a
+# TOPIC_REPLICATION_FACTOR or TOPIC_MIN_INSYNC_REPLICAS in the environment larger than the brokers
+# started is refused before anything starts.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 source "$(dirname "$0")/security.sh"
 
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --brokers) INFRA_BROKERS=${2:-}; shift 2 || { echo "infra:up: --brokers needs a number" >&2; exit 2; } ;;
+    --brokers=*) INFRA_BROKERS=${1#--brokers=}; shift ;;
+    *) echo "infra:up: unknown argument \"$1\" (usage: infra:up [-- --brokers N])" >&2; exit 2 ;;
+  esac
+done
+INFRA_BROKERS=${INFRA_BROKERS:-1}
+source "$(dirname "$0")/cluster.sh"
+if [ "$INFRA_BROKERS" != 1 ]; then cluster_check_nodes; fi
+for var in TOPIC_REPLICATION_FACTOR TOPIC_MIN_INSYNC_REPLICAS; do
+  v=${!var:-}
+  if [[ "$v" =~ ^[0-9]+$ ]] && [ "$v" -gt "$INFRA_BROKERS" ]; then
+    why="topics cannot have more replicas than brokers"
+    [ "$var" = TOPIC_MIN_INSYNC_REPLICAS ] && why="no write could reach $v in-sync replicas"
+    echo "infra:up: $var is $v, but infra:up starts $INFRA_BROKERS broker$([ "$INFRA_BROKERS" -eq 1 ] || echo s): $why; run infra:up -- --brokers $v (a local cluster), or lower $var" >&2
+    exit 2
+  fi
+done
+
 started=$(date +%s%N)
 mkdir -p "$INFRA_HOME"
 
-fail() { # part, log
-  echo "infra:up: $1 failed to start; see $2" >&2
-  [ -f "$2" ] && tail -n 20 "$2" | sed 's/^/    /' >&2
-  exit 1
-}
-
-wait_for() { # part, log, pidfile, seconds, command...
-  local part=$1 log=$2 pidfile=$3 limit=$4; shift 4
-  local deadline=$(( $(date +%s) + limit ))
-  until "$@" >/dev/null 2>&1; do
-    if ! alive "$pidfile"; then fail "$part (process exited)" "$log"; fi
-    if [ "$(date +%s)" -ge "$deadline" ]; then fail "$part (not ready after ${limit}s)" "$log"; fi
-    sleep 0.5
-  done
-}
-
 # --- Kafka -----------------------------------------------------------------------------------
-kafka_libs() {
-  local stamp="$KAFKA_HOME/libs/.pom.sha"
-  local want; want=$(sha1sum "$INFRA_SRC/kafka/pom.xml" | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return; fi
-  echo "infra:up: resolving Kafka jars with Maven (first run only)"
-  rm -rf "$KAFKA_HOME/libs"; mkdir -p "$KAFKA_HOME/libs"
-  mvn -q -B -f "$INFRA_SRC/kafka/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$KAFKA_HOME/libs" >"$KAFKA_HOME/maven.log" 2>&1 \
-    || fail "Kafka jar download (mvn)" "$KAFKA_HOME/maven.log"
-  echo "$want" >"$stamp"
-}
-
 kafka_config() { # file to write
   mkdir -p "$KAFKA_HOME/logs" "$KAFKA_HOME/data"
   (umask 077; cat >"$1" <<PROPS
@@ -175,7 +173,7 @@ ensure_database() {
 # Kafka and the registry start side by side: both are JVMs that spend their time warming up.
 start_registry_bg() { start_registry >"$INFRA_HOME/registry-up.out" 2>&1; }
 start_registry_bg & reg=$!
-start_kafka
+if [ "$INFRA_BROKERS" -gt 1 ]; then cluster_up; else start_kafka; fi
 ensure_database
 if wait $reg; then cat "$INFRA_HOME/registry-up.out"; else cat "$INFRA_HOME/registry-up.out" >&2; exit 1; fi
 echo "infra:up: ready in $(( ($(date +%s%N) - started) / 1000000 )) ms"

@@ -17,6 +17,10 @@ export interface Config {
   appId: string;
   topicPrefix: string;
   topicPartitions: number;
+  /** Replicas of every topic this project creates; null: the broker's default.replication.factor. */
+  topicReplicationFactor: number | null;
+  /** min.insync.replicas of every topic this project creates; null: the broker's default. */
+  topicMinInsyncReplicas: number | null;
   stateDir: string;
   gapMs: number;
   gapByTypeMs: Record<string, number>;
@@ -211,6 +215,8 @@ export function loadConfig(env: Env = process.env): Config {
     appId,
     topicPrefix,
     topicPartitions: r.int('TOPIC_PARTITIONS', 6, 1, 10_000),
+    topicReplicationFactor: r.raw('TOPIC_REPLICATION_FACTOR') === undefined ? null : r.int('TOPIC_REPLICATION_FACTOR', 0, 1, 32_767),
+    topicMinInsyncReplicas: r.raw('TOPIC_MIN_INSYNC_REPLICAS') === undefined ? null : r.int('TOPIC_MIN_INSYNC_REPLICAS', 0, 1, 32_767),
     stateDir: r.string('STATE_DIR', '.state'),
     gapMs: r.duration('CONVERSATION_GAP', '90m', 1),
     gapByTypeMs: parseGapByType('CONVERSATION_GAP_BY_TYPE', r.raw('CONVERSATION_GAP_BY_TYPE')),
@@ -245,6 +251,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('METRICS_HOST', `expected an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0, got "${cfg.metricsHost}"`);
   }
   cfg.metricsHost = cfg.metricsHost.replace(/^\[(.*)\]$/, '$1');
+  if (cfg.topicReplicationFactor !== null && cfg.topicMinInsyncReplicas !== null && cfg.topicMinInsyncReplicas > cfg.topicReplicationFactor) {
+    throw new ConfigError('TOPIC_MIN_INSYNC_REPLICAS', `${cfg.topicMinInsyncReplicas} is more than TOPIC_REPLICATION_FACTOR `
+      + `(${cfg.topicReplicationFactor}): no write with acks=all could ever succeed`);
+  }
   if (cfg.kafkaSaslMechanism !== null) {
     if (cfg.kafkaSaslUsername === null) throw new ConfigError('KAFKA_SASL_USERNAME', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);
     if (cfg.kafkaSaslPassword === null) throw new ConfigError('KAFKA_SASL_PASSWORD', `required when KAFKA_SASL_MECHANISM is ${cfg.kafkaSaslMechanism}`);

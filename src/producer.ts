@@ -1,14 +1,16 @@
 // A typed producer of chat messages for TypeScript callers: an idempotent kafkajs producer, keyed
 // by chat_id, partitioned like the Java client (murmur2), values encoded by RecordCodec (Avro with
 // a schema registry, JSON otherwise). Sends are applied in call order: a chat's messages reach its
-// partition in the order they were given.
-import type { CompressionTypes, Kafka, Message, Producer, ProducerConfig } from 'kafkajs';
+// partition in the order they were given. Each send is split by partition (src/kafka-send.ts), so a
+// leader's failover neither duplicates nor drops messages.
+import type { Admin, CompressionTypes, Kafka, Message, Producer, ProducerConfig } from 'kafkajs';
 import type { Config } from './config';
 import { kafkaFromConfig } from './kafka-client';
 import { RecordCodec } from './records/codec';
 import { javaCompatiblePartitioner, partitionForKey } from './records/partitioner';
 import type { ChatMessage } from './records/types';
 import { topicNames } from './topics';
+import { byPartition, PartitionCounts, sendEachPartition } from './kafka-send';
 
 export interface ChatMessageProducerOptions {
   kafka: Kafka;
@@ -32,7 +34,8 @@ export class ChatMessageProducer {
   readonly codec: RecordCodec;
   private readonly producer: Producer;
   private readonly compression: CompressionTypes | undefined;
-  private readonly partitionCounts = new Map<string, number>();
+  private readonly partitionCounts: PartitionCounts;
+  private admin: Admin | null = null;
   private tail: Promise<unknown> = Promise.resolve();
   private connected = false;
 
@@ -40,12 +43,20 @@ export class ChatMessageProducer {
     this.codec = opts.codec;
     this.topic = opts.topic ?? opts.codec.topicFor('ChatMessage');
     this.compression = opts.compression;
+    this.partitionCounts = new PartitionCounts(async () => {
+      if (!this.admin) {
+        const admin = opts.kafka.admin();
+        await admin.connect();
+        this.admin = admin;
+      }
+      return this.admin;
+    });
     this.producer = opts.kafka.producer({
       allowAutoTopicCreation: false,
       maxInFlightRequests: 1,
       ...opts.producerConfig,
       idempotent: true,
-      createPartitioner: javaCompatiblePartitioner({ onPartitionCount: (topic, n) => this.partitionCounts.set(topic, n) }),
+      createPartitioner: javaCompatiblePartitioner(),
     });
   }
 
@@ -65,7 +76,7 @@ export class ChatMessageProducer {
 
   /** The partition a chat's messages go to, once the topic's partition count has been seen. */
   partitionFor(chatId: string): number | null {
-    const n = this.partitionCounts.get(this.topic);
+    const n = this.partitionCounts.known(this.topic);
     return n === undefined ? null : partitionForKey(chatId, n);
   }
 
@@ -101,15 +112,10 @@ export class ChatMessageProducer {
     if (records.length === 0) return Promise.resolve({ sent: 0, partitions: {} });
     const batch = records.slice();
     const run = this.tail.then(async (): Promise<SendReport> => {
-      await this.producer.send({ topic: this.topic, messages: batch, acks: -1, compression: this.compression });
-      const n = this.partitionCounts.get(this.topic);
+      const groups = await byPartition([{ topic: this.topic, messages: batch }], this.partitionCounts);
+      await sendEachPartition((topicMessages) => this.producer.sendBatch({ topicMessages, acks: -1, compression: this.compression }), groups);
       const partitions: Record<number, number> = {};
-      if (n !== undefined) {
-        for (const r of batch) {
-          const p = r.partition ?? (r.key === null || r.key === undefined ? null : partitionForKey(r.key, n));
-          if (p !== null) partitions[p] = (partitions[p] ?? 0) + 1;
-        }
-      }
+      for (const g of groups) partitions[g.partition] = g.messages.length;
       return { sent: batch.length, partitions };
     });
     this.tail = run.catch(() => undefined);
@@ -125,6 +131,8 @@ export class ChatMessageProducer {
   async disconnect(): Promise<void> {
     await this.flush();
     await this.producer.disconnect();
+    await this.admin?.disconnect().catch(() => undefined);
+    this.admin = null;
     this.connected = false;
   }
 }

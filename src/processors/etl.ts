@@ -33,6 +33,7 @@ import { loadConversations, type LoadOutcome } from '../db/conversations';
 import { backoffDelay, isTransientPgError, sleep } from '../db/errors';
 import { withPgRetry } from '../db/retry';
 import { startGroupLag } from '../runtime/group-lag';
+import { byPartition, PartitionCounts, sendEachPartition } from '../kafka-send';
 
 const metrics = {
   conversations: zeroed(new Counter({
@@ -153,6 +154,8 @@ class Etl {
     private readonly producer: Producer,
     private readonly log: Logger,
     private readonly opts: EtlOptions,
+    /** conversation.ready is keyed by conversation_id: its sends are split by partition (src/kafka-send.ts). */
+    private readonly partitionCounts: PartitionCounts,
   ) {
     this.batchSize = opts.batchSize ?? 200;
     if (!Number.isInteger(this.batchSize) || this.batchSize < 1) throw new Error(`batchSize must be a positive integer, got ${this.batchSize}`);
@@ -305,7 +308,10 @@ class Etl {
     const topicMessages = [];
     if (ready.length > 0) topicMessages.push({ topic: this.topics.ready, messages: ready });
     if (dlq.length > 0) topicMessages.push({ topic: this.topics.sealedDlq, messages: dlq });
-    if (topicMessages.length > 0) await this.producer.sendBatch({ topicMessages, acks: -1 });
+    if (topicMessages.length > 0) {
+      const groups = await byPartition(topicMessages, this.partitionCounts);
+      await sendEachPartition((tm) => this.producer.sendBatch({ topicMessages: tm, acks: -1 }), groups);
+    }
     for (const { reason } of poison) metrics.dlq.inc({ reason });
     metrics.ready.inc(ready.length);
     metrics.conversations.inc({ result: 'inserted' }, inserted);
@@ -338,6 +344,9 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
   const groupId = opts.groupId ?? `${cfg.appId}-etl`;
   // A short long-poll: an idle consumer's stop() waits for its fetch in flight (kafkajs' default 5 s).
   const consumer = kafka.consumer({ groupId, readUncommitted: false, allowAutoTopicCreation: false, maxWaitTimeInMs: 500 });
+  const admin = kafka.admin();
+  let adminConnected: Promise<void> | null = null;
+  const partitionCounts = new PartitionCounts(async () => { await (adminConnected ??= admin.connect()); return admin; });
   const startAbort = new AbortController();
   try {
     await codec.init();
@@ -347,7 +356,7 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
     }
     await producer.connect();
     await consumer.connect();
-    const etl = new Etl(topics, pool, codec, consumer, producer, log, opts);
+    const etl = new Etl(topics, pool, codec, consumer, producer, log, opts, partitionCounts);
     await etl.start(opts.fromBeginning ?? true);
     metrics.pgAvailable.set(1);
     const lag = startGroupLag(kafka, groupId, topics.sealed, { log });
@@ -360,6 +369,7 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
           await Promise.all([etl.stop(), lag.stop()]);
           await consumer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'consumer disconnect failed'));
           await producer.disconnect().catch((err) => log.warn({ err: errorSummary(err) }, 'producer disconnect failed'));
+          await admin.disconnect().catch(() => undefined);
           if (ownPool) await pool.end().catch(() => undefined);
           log.info('ETL stopped');
         })();
@@ -369,6 +379,7 @@ export async function startEtl(cfg: Config, opts: EtlOptions = {}): Promise<EtlH
   } catch (e) {
     await consumer.disconnect().catch(() => undefined);
     await producer.disconnect().catch(() => undefined);
+    await admin.disconnect().catch(() => undefined);
     if (ownPool) await pool.end().catch(() => undefined);
     throw e;
   }

@@ -19,6 +19,7 @@ import { StateStore, type StoreOp } from './state-store';
 import type { PartitionReader } from './partition-reader';
 import { taskMetrics } from './runtime-metrics';
 import { DeadlineTimer, type LastPunctuation, type TimerPolicy } from './deadline-timer';
+import { byPartition, type PartitionCounts } from '../kafka-send';
 
 export interface TaskSpec {
   appId: string;
@@ -27,6 +28,8 @@ export interface TaskSpec {
   changelogTopic: string;
   storeName: string;
   stateDir: string;
+  /** Partition counts of the output topics: each send goes to one topic-partition (src/kafka-send.ts). */
+  partitionCounts: PartitionCounts;
   createPartitioner?: Parameters<Kafka['producer']>[0] extends infer P ? P extends { createPartitioner?: infer C } ? C : never : never;
 }
 
@@ -57,25 +60,20 @@ function isFenced(e: unknown): boolean {
  * (sent one after another, so per-partition order holds), as the Java client's batch.size does.
  */
 const MAX_REQUEST_BYTES = 768 * 1024;
-function* splitRequests(byTopic: Map<string, Message[]>): Generator<{ topic: string; messages: Message[] }[]> {
-  let request: { topic: string; messages: Message[] }[] = [];
+function* chunks(messages: Message[]): Generator<Message[]> {
+  let current: Message[] = [];
   let bytes = 0;
-  for (const [topic, messages] of byTopic) {
-    let current: Message[] = [];
-    request.push({ topic, messages: current });
-    for (const m of messages) {
-      const size = 64 + sizeOf(m.key) + sizeOf(m.value);
-      if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
-        yield request;
-        current = [];
-        request = [{ topic, messages: current }];
-        bytes = 0;
-      }
-      current.push(m);
-      bytes += size;
+  for (const m of messages) {
+    const size = 64 + sizeOf(m.key) + sizeOf(m.value);
+    if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
+      yield current;
+      current = [];
+      bytes = 0;
     }
+    current.push(m);
+    bytes += size;
   }
-  if (bytes > 0) yield request.filter((r) => r.messages.length > 0);
+  if (current.length > 0) yield current;
 }
 
 function sizeOf(v: Buffer | string | null | undefined): number {
@@ -378,12 +376,17 @@ export class StreamTask {
         list.push({ key: o.key, value: o.value, headers: o.headers as IHeaders | undefined, partition: o.partition });
       }
       if (changelog.length > 0) byTopic.set(this.spec.changelogTopic, changelog);
+      // One topic-partition per request, one after another: a send that spans brokers can be
+      // written twice, or not at all, when one of them fails over (src/kafka-send.ts).
+      const groups = await byPartition([...byTopic].map(([topic, messages]) => ({ topic, messages })), this.spec.partitionCounts);
       let changelogEnd = -1;
-      for (const request of splitRequests(byTopic)) {
-        const meta = await txn.sendBatch({ topicMessages: request });
-        const logged = request.find((r) => r.topic === this.spec.changelogTopic)?.messages.length ?? 0;
-        const m = meta.find((x) => x.topicName === this.spec.changelogTopic && x.partition === this.partition);
-        if (logged > 0 && m?.baseOffset !== undefined) changelogEnd = Number(m.baseOffset) + logged;
+      for (const g of groups) {
+        for (const chunk of chunks(g.messages)) {
+          const meta = await txn.sendBatch({ topicMessages: [{ topic: g.topic, messages: chunk }] });
+          if (g.topic !== this.spec.changelogTopic || g.partition !== this.partition) continue;
+          const m = meta.find((x) => x.topicName === this.spec.changelogTopic && x.partition === this.partition);
+          if (m?.baseOffset !== undefined) changelogEnd = Number(m.baseOffset) + chunk.length;
+        }
       }
       if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
       await txn.commit();

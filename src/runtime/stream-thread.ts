@@ -12,6 +12,7 @@ import type { Topology } from './topology-spec';
 import type { InputRecord } from './processor';
 import { taskMetrics } from './runtime-metrics';
 import { COALESCE_MS, type SealTimerMode } from './deadline-timer';
+import { PartitionCounts } from '../kafka-send';
 
 export interface StreamThreadOptions {
   punctuateIntervalMs: number;
@@ -43,6 +44,7 @@ export class StreamThread {
   private consumer: Consumer | null = null;
   private admin: Admin | null = null;
   private readonly reader: PartitionReader;
+  private readonly partitionCounts = new PartitionCounts(async () => this.admin!);
   private readonly tasks = new Map<number, StreamTask>();
   /** Tasks being closed, by partition: a new task of the partition opens its store after. */
   private readonly closing = new Map<number, Promise<void>>();
@@ -151,6 +153,7 @@ export class StreamThread {
         changelogTopic: this.topology.store.changelog,
         storeName: this.topology.store.name,
         stateDir: this.opts.stateDir,
+        partitionCounts: this.partitionCounts,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
       () => this.committedOffset(partition), this.closing.get(partition), {

@@ -50,16 +50,46 @@ function interpolateAll(v: Json, where: string): Json {
 const compose = interpolateAll(parseYaml(read('docker-compose.yml'), { merge: true }), 'docker-compose.yml');
 const services: Record<string, Json> = compose.services;
 
-function envOf(service: string): Env {
-  const e = services[service]?.environment ?? {};
+function envMap(e: Json): Env {
   if (Array.isArray(e)) return Object.fromEntries(e.map((kv: string) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
-  return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, v === null ? '' : String(v)]));
+  return Object.fromEntries(Object.entries(e ?? {}).map(([k, v]) => [k, v === null ? '' : String(v)]));
+}
+
+/**
+ * `docker compose -f base -f override`: services merge key by key; environment, depends_on and
+ * healthcheck maps merge, ports are concatenated, volumes merge by target, other keys are replaced.
+ */
+function mergeCompose(base: Json, over: Json): Json {
+  const out: Json = { ...base, ...over, services: { ...base.services }, volumes: { ...base.volumes, ...over.volumes } };
+  for (const [name, o] of Object.entries<Json>(over.services ?? {})) {
+    const b = base.services[name];
+    if (!b) { out.services[name] = o; continue; }
+    const m: Json = { ...b, ...o };
+    if (o.environment) m.environment = { ...envMap(b.environment), ...envMap(o.environment) };
+    if (o.depends_on) m.depends_on = { ...b.depends_on, ...o.depends_on };
+    if (o.healthcheck) m.healthcheck = { ...b.healthcheck, ...o.healthcheck };
+    if (o.ports) m.ports = [...new Set([...(b.ports ?? []), ...o.ports])];
+    if (o.volumes) {
+      const byTarget = new Map<string, Json>();
+      for (const v of [...(b.volumes ?? []), ...o.volumes]) byTarget.set(typeof v === 'object' ? v.target : String(v).split(':')[1], v);
+      m.volumes = [...byTarget.values()];
+    }
+    out.services[name] = m;
+  }
+  return out;
+}
+
+const clusterCompose = mergeCompose(compose,
+  interpolateAll(parseYaml(read('docker-compose.cluster.yml'), { merge: true }), 'docker-compose.cluster.yml'));
+
+function envOf(service: string, svcs: Record<string, Json> = services): Env {
+  return envMap(svcs[service]?.environment);
 }
 
 /** Published ports of a service: container port → host port. */
-function publishedPorts(service: string): Map<number, number> {
+function publishedPorts(service: string, svcs: Record<string, Json> = services): Map<number, number> {
   const out = new Map<number, number>();
-  for (const p of services[service]?.ports ?? []) {
+  for (const p of svcs[service]?.ports ?? []) {
     if (typeof p === 'object') { out.set(Number(p.target), Number(p.published ?? p.target)); continue; }
     const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
     const container = Number(parts.at(-1));
@@ -126,7 +156,7 @@ test('docker-compose.yml has the infrastructure, every role, and a one-shot migr
     if (s === 'tracker') continue;
     assert.equal(services[s].depends_on?.migrate?.condition, 'service_completed_successfully', `${s} waits for the migrations`);
   }
-  assert.deepEqual(unresolved, [], 'every ${VARIABLE} has a default (compose would substitute an empty string)');
+  assert.deepEqual(unresolved, [], 'every ${VARIABLE} has a default (compose would substitute an empty string), in both files');
 });
 
 test('every variable the app services set is one the code reads, and loadConfig accepts them', () => {
@@ -373,7 +403,87 @@ test('Grafana: provisioned datasource and dashboard, and every queried metric is
   console.log(`dashboard: ${panels.length} panels, ${exprs.length} queries over ${used.size} metrics; registered but not shown: ${unused.join(', ') || 'none'}`);
 });
 
-test('docker compose config -q, when a docker client with the compose plugin is installed', (t) => {
+/** A Kafka node's listeners: name → port; advertised host:port → listener name; name → protocol. */
+function kafkaListeners(k: Env) {
+  const listeners = new Map(k.KAFKA_LISTENERS!.split(',').map((l) => { const m = /^(\w+):\/\/([^:]*):(\d+)$/.exec(l.trim())!; return [m[1]!, Number(m[3])]; }));
+  const advertised = new Map(k.KAFKA_ADVERTISED_LISTENERS!.split(',').map((l) => { const m = /^(\w+):\/\/([^:]+):(\d+)$/.exec(l.trim())!; return [`${m[2]}:${m[3]}`, m[1]!]; }));
+  const protocols = new Map(k.KAFKA_LISTENER_SECURITY_PROTOCOL_MAP!.split(',').map((p) => p.split(':') as [string, string]));
+  return { listeners, advertised, protocols };
+}
+
+test('docker-compose.cluster.yml over docker-compose.yml: three KRaft nodes in one quorum, replication 3 and min.insync 2 everywhere', () => {
+  const svcs: Record<string, Json> = clusterCompose.services;
+  assert.notEqual(clusterCompose.name, compose.name, 'a project of its own (a single node\'s data cannot join a quorum)');
+  const nodes = Object.keys(svcs).filter((n) => /^apache\/kafka:4\./.test(svcs[n].image ?? ''));
+  assert.equal(nodes.length, 3, `three Kafka nodes (${nodes.join(', ')})`);
+  const ids = new Map(nodes.map((n) => [Number(envOf(n, svcs).KAFKA_NODE_ID), n]));
+  assert.deepEqual([...ids.keys()].sort(), [1, 2, 3], 'node ids 1, 2, 3');
+  const hostPorts = new Set<number>();
+  const internal: string[] = [];
+  for (const n of nodes) {
+    const k = envOf(n, svcs);
+    const { listeners, advertised, protocols } = kafkaListeners(k);
+    assert.equal(k.KAFKA_PROCESS_ROLES, 'broker,controller', `${n}: broker and controller`);
+    assert.equal(k.CLUSTER_ID, envOf(nodes[0]!, svcs).CLUSTER_ID, `${n}: the same CLUSTER_ID`);
+    assert.equal(Buffer.from(k.CLUSTER_ID ?? '', 'base64url').length, 16, 'CLUSTER_ID is a base64url UUID');
+    for (const [addr, name] of advertised) {
+      const [host, port] = addr.split(':');
+      assert.equal(listeners.get(name), Number(port), `${n}: advertised ${name}://${addr} is a listener on the same port`);
+      assert.ok(protocols.has(name), `${n}: ${name} has a security protocol`);
+      if (host === '127.0.0.1') {
+        assert.equal(publishedPorts(n, svcs).get(Number(port)), Number(port), `${n}: ${addr} is published on the host`);
+        assert.ok(!hostPorts.has(Number(port)), `${n}: host port ${port} is its own`);
+        hostPorts.add(Number(port));
+      } else {
+        assert.ok(host === n || host === svcs[n].hostname, `${n}: ${addr} names the node's own service`);
+        if (name === k.KAFKA_INTER_BROKER_LISTENER_NAME) internal.push(addr);
+      }
+    }
+    // The quorum: every node lists the same three voters, each at that node's controller listener.
+    const voters = k.KAFKA_CONTROLLER_QUORUM_VOTERS!.split(',').map((v) => { const m = /^(\d+)@([^:]+):(\d+)$/.exec(v.trim())!; return { id: Number(m[1]), host: m[2]!, port: Number(m[3]) }; });
+    assert.deepEqual(voters.map((v) => v.id).sort(), [1, 2, 3], `${n}: three voters`);
+    for (const v of voters) {
+      const node = ids.get(v.id)!;
+      assert.ok(v.host === node || v.host === svcs[node].hostname, `${n}: voter ${v.id} is ${node}`);
+      assert.equal(kafkaListeners(envOf(node, svcs)).listeners.get(envOf(node, svcs).KAFKA_CONTROLLER_LISTENER_NAMES!), v.port, `${n}: voter ${v.id} at ${node}'s controller listener`);
+    }
+    assert.equal(k.KAFKA_AUTO_CREATE_TOPICS_ENABLE, 'false');
+    for (const [key, want] of [['KAFKA_DEFAULT_REPLICATION_FACTOR', '3'], ['KAFKA_MIN_INSYNC_REPLICAS', '2'], ['KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR', '3'],
+      ['KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR', '3'], ['KAFKA_TRANSACTION_STATE_LOG_MIN_ISR', '2'],
+      ['KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR', '3'], ['KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR', '2']] as const) {
+      assert.equal(k[key], want, `${n}: ${key}`);
+    }
+    const data = (svcs[n].volumes ?? []).map((v: Json) => String(v).split(':')[0]);
+    assert.equal(data.length, 1, `${n}: one data volume`);
+    assert.ok(data[0] in clusterCompose.volumes, `${n}: ${data[0]} is a named volume`);
+  }
+  assert.equal(new Set(nodes.map((n) => (svcs[n].volumes ?? []).map((v: Json) => String(v).split(':')[0])[0])).size, 3, 'a data volume per node');
+
+  // The apps: every node to bootstrap from, and topics replicated within what the cluster can hold
+  // with one node down (min.insync below the replication factor).
+  const known = knownVariables();
+  for (const s of appServices) {
+    const env = envOf(s, svcs);
+    assert.deepEqual(Object.keys(env).filter((k) => !known.has(k)), [], `${s}: variables no code reads`);
+    const cfg = loadConfig(env);
+    assert.deepEqual([...cfg.kafkaBrokers].sort(), [...internal].sort(), `${s}: KAFKA_BROKERS lists every node's internal listener`);
+    assert.equal(cfg.topicReplicationFactor, 3, `${s}: TOPIC_REPLICATION_FACTOR`);
+    assert.equal(cfg.topicMinInsyncReplicas, 2, `${s}: TOPIC_MIN_INSYNC_REPLICAS`);
+    assert.ok(cfg.topicReplicationFactor! <= nodes.length && cfg.topicMinInsyncReplicas! < cfg.topicReplicationFactor!);
+    for (const t of topicSpecs(cfg)) assert.equal(t.replicationFactor, 3, `${s}: ${t.topic}`);
+  }
+  const names = appServices.map((s) => JSON.stringify([topicNames(loadConfig(envOf(s, svcs))), loadConfig(envOf(s, svcs)).topicPartitions]));
+  assert.equal(new Set(names).size, 1, 'the app services agree on topic names and partition counts');
+  const reg = envOf('schema-registry', svcs);
+  assert.deepEqual(reg.APICURIO_KAFKASQL_BOOTSTRAP_SERVERS!.split(',').sort(), [...internal].sort(), 'the registry bootstraps from every node');
+  for (const dependant of ['schema-registry', 'tracker']) {
+    for (const n of nodes) assert.equal(svcs[dependant].depends_on?.[n]?.condition, 'service_healthy', `${dependant} waits for ${n}`);
+  }
+  for (const n of nodes) assert.ok(svcs[n].healthcheck?.test, `${n} has a healthcheck`);
+  console.log(`cluster variant: ${nodes.join(', ')}; host ports ${[...hostPorts].join(', ')}; apps bootstrap from ${internal.join(',')}`);
+});
+
+test('docker compose config -q (single node and cluster), when a docker client with the compose plugin is installed', (t) => {
   const probe = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8', timeout: 20_000 });
   if (probe.error || probe.status !== 0) {
     t.skip(`no docker compose here (${probe.error ? (probe.error as Error).message : (probe.stderr || probe.stdout).trim().split('\n')[0]})`);
@@ -381,4 +491,6 @@ test('docker compose config -q, when a docker client with the compose plugin is 
   }
   const r = spawnSync('docker', ['compose', '-f', file('docker-compose.yml'), 'config', '-q'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, `docker compose config -q: ${r.stderr}`);
+  const c = spawnSync('docker', ['compose', '-f', file('docker-compose.yml'), '-f', file('docker-compose.cluster.yml'), 'config', '-q'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+  assert.equal(c.status, 0, `docker compose (cluster) config -q: ${c.stderr}`);
 });

@@ -20,6 +20,7 @@ import { rm } from 'node:fs/promises';
 import type { Kafka } from 'kafkajs';
 import { isolatedEnv, configOf, testKafka, spawnRole, waitFor, sleep, REGISTRY_URL, type ChildRole } from '../support/harness';
 import { readTopic } from '../support/topic-reader';
+import { logLines, endpointOf, restoresOf, problemsOf, assignedOf, type Restore } from '../support/role-logs';
 import { generateBacklog, expectedOutcome, conversationKey, lateKey, Rng, type Backlog, type ExpectedOutcome } from '../support/backlog';
 import { ensureTopics, topicNames, type TopicNames } from '../../src/topics';
 import { RecordCodec } from '../../src/records/codec';
@@ -181,39 +182,6 @@ async function evict(kafkaClient: Kafka, groupId: string, which: (m: { memberId:
   return gone.map((m) => m.clientId);
 }
 
-interface LogLine { msg?: string; level?: number; [k: string]: unknown }
-
-function logLines(child: ChildRole): LogLine[] {
-  const out: LogLine[] = [];
-  for (const line of child.output().split('\n')) {
-    if (!line.startsWith('{')) continue;
-    try { out.push(JSON.parse(line) as LogLine); } catch { /* a line cut by SIGKILL */ }
-  }
-  return out;
-}
-
-function endpointOf(child: ChildRole): string | undefined {
-  const started = logLines(child).find((l) => l.msg === 'started');
-  const m = /http:\/\/([^/]+)\/metrics/.exec(String(started?.metrics ?? ''));
-  return m?.[1];
-}
-
-interface Restore { run: string; partition: number; wiped: boolean; records: number; ms: number; position: number }
-
-function restoresOf(label: string, child: ChildRole): Restore[] {
-  return logLines(child).filter((l) => l.msg === 'task restored').map((l) => ({
-    run: label, partition: Number(l.partition), wiped: Boolean(l.wiped), records: Number(l.records), ms: Number(l.ms), position: Number(l.position),
-  }));
-}
-
-/** Warnings and errors a child logged, shortened, for the report. */
-function problemsOf(child: ChildRole): string[] {
-  return logLines(child).filter((l) => (l.level ?? 0) >= 40).map((l) => {
-    const err = l.err as { type?: string; message?: string } | undefined;
-    return `${l.level === 40 ? 'WARN' : 'ERROR'} ${l.msg}${err ? `: ${err.type ?? ''} ${err.message ?? ''}` : ''}${l.partition !== undefined ? ` (partition ${String(l.partition)})` : ''}`.slice(0, 300);
-  });
-}
-
 function spawnTracker(label: string, env: Record<string, string>, log: Map<string, ChildRole>): ChildRole {
   const child = spawnRole('tracker', env);
   children.push(child);
@@ -347,8 +315,6 @@ function summarizeRestores(name: string, restores: Restore[]): void {
 }
 
 // --- scenarios -------------------------------------------------------------------------------
-
-const assignedOf = (c: ChildRole) => logLines(c).filter((l) => l.msg === 'partitions assigned').at(-1)?.assigned as number[] | undefined;
 
 /**
  * Waits for a commit past the current progress on `partitions` (default: any), made while the
