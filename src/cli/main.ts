@@ -9,6 +9,7 @@ import { migrateCommand, listPassesCommand } from './downstream';
 import { demoCommand } from './demo';
 import { statsCommand, missingCommand } from './analytics';
 import { backfillCommand, backfillAllCommand } from './backfill';
+import { evalBoundariesCommand } from './eval-boundaries';
 
 const program = new Command('chatstats')
   .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
@@ -26,6 +27,7 @@ program.addCommand(statsCommand());
 program.addCommand(missingCommand());
 program.addCommand(backfillCommand());
 program.addCommand(backfillAllCommand());
+program.addCommand(evalBoundariesCommand());
 
 program.parseAsync(process.argv).then(
   () => { if (process.exitCode === undefined) process.exit(0); else process.exit(process.exitCode); },
