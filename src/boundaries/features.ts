@@ -5,7 +5,7 @@
 // the pair features (prefixed `pair.`). Training (train.ts) and linking (model.ts) both call
 // `computeFeatures`, so what is learned is what runs.
 
-import { Flag, sharedCount } from './text';
+import { Flag, MAX_TOKENS } from './text';
 import type { ThreadWindow, WindowEntry } from './window';
 
 const names: string[] = [];
@@ -106,20 +106,32 @@ const MAX_ACTIVE = 64;
  */
 export class FeatureBuffer {
   idx: Int32Array;
+  /** 1 everywhere except where a real-valued feature was written (positions listed in `reals`). */
   val: Float64Array;
   start: Int32Array;
   rows = 0;
+  reals: Int32Array;
+  realCount = 0;
   constructor(capacityRows = 101) {
     this.idx = new Int32Array(capacityRows * MAX_ACTIVE);
-    this.val = new Float64Array(capacityRows * MAX_ACTIVE);
+    this.val = new Float64Array(capacityRows * MAX_ACTIVE).fill(1);
     this.start = new Int32Array(capacityRows + 1);
+    this.reals = new Int32Array(capacityRows * MAX_ACTIVE);
   }
   ensure(rows: number): void {
     if (rows + 1 > this.start.length) {
       this.idx = new Int32Array(rows * MAX_ACTIVE);
-      this.val = new Float64Array(rows * MAX_ACTIVE);
+      this.val = new Float64Array(rows * MAX_ACTIVE).fill(1);
       this.start = new Int32Array(rows + 1);
+      this.reals = new Int32Array(rows * MAX_ACTIVE);
+      this.realCount = 0;
     }
+  }
+  /** Sets every value back to 1 (the real-valued ones written last time). */
+  resetValues(): void {
+    const val = this.val, reals = this.reals;
+    for (let i = 0; i < this.realCount; i++) val[reals[i]!] = 1;
+    this.realCount = 0;
   }
   /** Row k as a dense array (tests, inspection). */
   dense(k: number): Float64Array {
@@ -137,15 +149,12 @@ const MIN = 60_000;
  */
 export interface WordWeights { map: Map<number, number>; rare: number }
 
-/** Summed weight of the words two sorted hash arrays share. */
-function sharedWeight(a: readonly number[], b: readonly number[], w: WordWeights): number {
-  let i = 0, j = 0, s = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i]!, y = b[j]!;
-    if (x === y) { s += w.map.get(x) ?? w.rare; i++; j++; } else if (x < y) i++; else j++;
-  }
-  return s;
-}
+// m's content words as a small open-addressing table (hash -> weight), probed once per entry word.
+const TABLE = 64;
+if (TABLE < 3 * MAX_TOKENS) throw new Error('word table too small');
+const wordTable = new Uint32Array(TABLE);
+const wordTableUsed = new Uint8Array(TABLE);
+const wordTableWeight = new Float64Array(TABLE);
 
 /** table[v] = the feature of v's bucket, for integer v in 0 .. max (larger v: the last bucket). */
 function bucketTable(features: number[], edges: readonly number[], max: number): Int32Array {
@@ -192,13 +201,25 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
   const n = es.length;
   const rows = n + 1;
   buf.ensure(rows);
+  buf.resetValues();
   buf.rows = rows;
   grow(n);
-  const idx = buf.idx, val = buf.val, start = buf.start;
+  const idx = buf.idx, val = buf.val, start = buf.start, reals = buf.reals;
+  let nr = 0;
   const ms = m.s, mw = m.w, mAddr = m.a, f = m.f;
   const QUESTION = Flag.QUESTION, GREETING = Flag.GREETING, ANYONE = Flag.ASK_ANYONE, THANKS = Flag.THANKS;
   const ACK = Flag.ACK, URL = Flag.URL, CODE = Flag.CODE;
 
+  // m's words, for counting the words each entry shares with m (and their weight).
+  wordTableUsed.fill(0);
+  for (let j = 0; j < mw.length; j++) {
+    const hw = mw[j]!;
+    let slot = hw & (TABLE - 1);
+    while (wordTableUsed[slot] === 1 && wordTable[slot] !== hw) slot = (slot + 1) & (TABLE - 1);
+    wordTableUsed[slot] = 1;
+    wordTable[slot] = hw;
+    wordTableWeight[slot] = weights !== null ? weights.map.get(hw) ?? weights.rare : 0;
+  }
   // Forward pass: threads (by the same-thread pointers) and shared words.
   let ownLast = -1;
   for (let i = 0; i < n; i++) {
@@ -210,10 +231,20 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
     tLast[h] = i;
     const own = e.s === ms;
     if (own) { tHasM[h] = 1; ownLast = i; }
-    const sh = mw.length > 0 && e.w.length > 0 ? sharedCount(mw, e.w) : 0;
+    let sh = 0, sw = 0;
+    if (mw.length > 0) {
+      const ew = e.w;
+      for (let j = 0; j < ew.length; j++) {
+        const hw = ew[j]!;
+        let slot = hw & (TABLE - 1);
+        while (wordTableUsed[slot] === 1) {
+          if (wordTable[slot] === hw) { sh++; sw += wordTableWeight[slot]!; break; }
+          slot = (slot + 1) & (TABLE - 1);
+        }
+      }
+    }
     shared[i] = sh;
     tShared[h]! += sh;
-    const sw = sh > 0 && weights !== null ? sharedWeight(mw, e.w, weights) : 0;
     sharedW[i] = sw;
     tSharedW[h]! += sw;
     cLater[i] = 0;
@@ -277,7 +308,6 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
   if (n === 0) idx[q++] = S_EMPTY_WINDOW;
   else idx[q++] = S_GAP[bucketOf(Math.max(0, m.t - es[n - 1]!.t) / MIN, SELF_GAP_EDGES)]!;
   idx[q++] = S_LEN[bucketOf(mw.length, SELF_LEN_EDGES)]!;
-  val.fill(1, 0, q);
 
   // Rows 1..n: pairs. Values are 1 unless set otherwise right after.
   const mQuestion = (f & QUESTION) !== 0;
@@ -285,7 +315,6 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
   const mt = m.t;
   for (let k = 1; k <= n; k++) {
     start[k] = q;
-    const rowStart = q;
     const i = n - k;
     const c = es[i]!;
     idx[q++] = DIST_T[k > 128 ? 128 : k]!;
@@ -336,21 +365,21 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
     idx[q++] = C_BETWEEN_T[later > 8 ? 8 : later]!;
     if (addrSince[i] === 1) idx[q++] = P_ADDR_TO_C_SINCE;
     if (spoke !== 0) idx[q++] = P_C_SENDER_REPLIED;
-    for (let u = rowStart; u < q; u++) val[u] = 1;
-    // Real-valued features last.
+    // Real-valued features last (their positions noted, to be set back to 1 next time).
     const size = tSize[h]!;
-    idx[q] = P_THREAD_SIZE; val[q++] = LOG_SIZE[size > 256 ? 256 : size]!;
-    if (sh > 0) { idx[q] = P_JACCARD; val[q++] = sh / (mw.length + c.w.length - sh); }
+    idx[q] = P_THREAD_SIZE; val[q] = LOG_SIZE[size > 256 ? 256 : size]!; reals[nr++] = q++;
+    if (sh > 0) { idx[q] = P_JACCARD; val[q] = sh / (mw.length + c.w.length - sh); reals[nr++] = q++; }
     const ts = tShared[h]!;
-    if (ts > 0) { idx[q] = P_THREAD_OVERLAP; val[q++] = (ts > 4 ? 4 : ts) / 4; }
+    if (ts > 0) { idx[q] = P_THREAD_OVERLAP; val[q] = (ts > 4 ? 4 : ts) / 4; reals[nr++] = q++; }
     if (weights !== null) {
       const sw = sharedW[i]!;
-      idx[q] = P_IDF[bucketOf(sw, IDF_EDGES)]!; val[q++] = 1;
-      if (sw > 0) { idx[q] = P_IDF_VALUE; val[q++] = (sw > 20 ? 20 : sw) / 20; }
+      idx[q++] = P_IDF[bucketOf(sw, IDF_EDGES)]!;
+      if (sw > 0) { idx[q] = P_IDF_VALUE; val[q] = (sw > 20 ? 20 : sw) / 20; reals[nr++] = q++; }
       const tsw = tSharedW[h]!;
-      if (tsw > 0) { idx[q] = P_THREAD_IDF; val[q++] = (tsw > 30 ? 30 : tsw) / 30; }
+      if (tsw > 0) { idx[q] = P_THREAD_IDF; val[q] = (tsw > 30 ? 30 : tsw) / 30; reals[nr++] = q++; }
     }
   }
   start[rows] = q;
+  buf.realCount = nr;
   return rows;
 }

@@ -30,6 +30,11 @@ export interface ThreadModel {
   linear: number[];
   /** kind "mlp": hidden size H, W as features x H (row j = the weights of feature j), b and v of size H. */
   hidden?: { size: number; W: number[]; b: number[]; v: number[] };
+  /**
+   * Two stages: a linear first stage (weights per feature) scores every pair row; only the `keep`
+   * best of them (and "none") are scored by the model proper. Absent: every row is scored.
+   */
+  prune?: { keep: number; linear: number[] };
   /** Content-word weights (inverse document frequency in the training chat): hashes (text.ts hashWord) and weights; other words weigh `rare`. */
   words?: { hashes: number[]; weights: number[]; rare: number };
   /** How it was trained and scored (informational). */
@@ -56,6 +61,10 @@ export function validateThreadModel(m: unknown): ThreadModel {
       throw new Error('thread model: bad hidden layer');
     }
   } else if (o.kind !== 'linear') throw new Error(`thread model: unknown kind ${String(o.kind)}`);
+  if (o.prune !== undefined && (!Number.isInteger(o.prune.keep) || o.prune.keep < 1
+    || !Array.isArray(o.prune.linear) || o.prune.linear.length !== FEATURE_COUNT)) {
+    throw new Error('thread model: bad first stage');
+  }
   if (o.words !== undefined && (!Array.isArray(o.words.hashes) || !Array.isArray(o.words.weights)
     || o.words.hashes.length !== o.words.weights.length || typeof o.words.rare !== 'number')) {
     throw new Error('thread model: bad word weights');
@@ -68,7 +77,7 @@ export function loadThreadModel(file: string = DEFAULT_MODEL_PATH): ThreadModel 
 }
 
 /** Per-model scoring arrays, built once (typed arrays for speed). */
-interface Compiled { weights: WordWeights | null; lin: Float64Array; W: Float64Array | null; b: Float64Array | null; v: Float64Array | null; H: number; h: Float64Array }
+interface Compiled { weights: WordWeights | null; prune: Float64Array | null; lin: Float64Array; W: Float64Array | null; b: Float64Array | null; v: Float64Array | null; H: number; h: Float64Array }
 const compiled = new WeakMap<ThreadModel, Compiled>();
 function compile(model: ThreadModel): Compiled {
   let c = compiled.get(model);
@@ -77,6 +86,7 @@ function compile(model: ThreadModel): Compiled {
     const w = model.words;
     c = {
       weights: w ? { map: new Map(w.hashes.map((h, i) => [h, w.weights[i]!])), rare: w.rare } : null,
+      prune: model.prune ? Float64Array.from(model.prune.linear) : null,
       lin: Float64Array.from(model.linear),
       W: H > 0 ? Float64Array.from(model.hidden!.W) : null,
       b: H > 0 ? Float64Array.from(model.hidden!.b) : null,
@@ -96,7 +106,10 @@ export function modelWordWeights(model: ThreadModel): WordWeights | null {
 
 /** The score of row k of a feature buffer. */
 export function scoreRow(model: ThreadModel, buf: FeatureBuffer, k: number): number {
-  const c = compile(model);
+  return scoreCompiled(compile(model), buf, k);
+}
+
+function scoreCompiled(c: Compiled, buf: FeatureBuffer, k: number): number {
   const idx = buf.idx, val = buf.val;
   const from = buf.start[k]!, to = buf.start[k + 1]!;
   const lin = c.lin;
@@ -147,13 +160,65 @@ export function linkMessage(window: ThreadWindow, message: ChatMessage, model: T
   return { parentMessageId: best === 0 ? null : window.entries[window.entries.length - best]!.id, via: 'model', entry };
 }
 
+/** Scratch for the pruning stage. */
+let keepScore = new Float64Array(64);
+let keepRow = new Int32Array(64);
+
+/**
+ * The rows the full scorer looks at: with `model.prune`, "none" and the `keep` pair rows with the
+ * highest first-stage (linear) scores, ties to the nearer row; without it, every row. Ascending.
+ * Training (train.ts) selects rows with this same function.
+ */
+export function candidateRows(model: ThreadModel, buf: FeatureBuffer, rows: number, out: number[]): number[] {
+  const c = compile(model);
+  return selectRows(c.prune, model.prune ? model.prune.keep : 0, buf, rows, out);
+}
+
+/** candidateRows with the first stage's weights `plin` (null: keep every row) and `K` rows to keep. */
+export function selectRows(plin: Float64Array | null, K: number, buf: FeatureBuffer, rows: number, out: number[]): number[] {
+  out.length = 0;
+  if (plin === null || rows - 1 <= K) {
+    for (let k = 0; k < rows; k++) out.push(k);
+    return out;
+  }
+  if (keepScore.length < K + 1) { keepScore = new Float64Array(K + 1); keepRow = new Int32Array(K + 1); }
+  let count = 0;
+  const idx = buf.idx, val = buf.val, start = buf.start;
+  for (let k = 1; k < rows; k++) {
+    let s = 0;
+    for (let q = start[k]!; q < start[k + 1]!; q++) s += val[q]! * plin[idx[q]!]!;
+    // Insert into the descending top list; an equal score stays behind the nearer row already in.
+    if (count === K && s <= keepScore[K - 1]!) continue;
+    let pos = count < K ? count : K - 1;
+    while (pos > 0 && keepScore[pos - 1]! < s) { keepScore[pos] = keepScore[pos - 1]!; keepRow[pos] = keepRow[pos - 1]!; pos--; }
+    keepScore[pos] = s;
+    keepRow[pos] = k;
+    if (count < K) count++;
+  }
+  // "none", then the kept rows in ascending order (insertion sort: a dozen rows).
+  out.push(0);
+  for (let i = 0; i < count; i++) {
+    const k = keepRow[i]!;
+    let pos = out.length;
+    out.push(k);
+    while (pos > 1 && out[pos - 1]! > k) { out[pos] = out[pos - 1]!; pos--; }
+    out[pos] = k;
+  }
+  return out;
+}
+
+const rowScratch: number[] = [];
+
 /** The chosen row: 0 for none, k for the entry k places back. */
 export function bestCandidate(window: ThreadWindow, entry: WindowEntry, model: ThreadModel, buf: FeatureBuffer = sharedBuffer): number {
-  const rows = computeFeatures(window, entry, buf, compile(model).weights);
+  const c = compile(model);
+  const rows = computeFeatures(window, entry, buf, c.weights);
+  const cand = selectRows(c.prune, model.prune ? model.prune.keep : 0, buf, rows, rowScratch);
   let best = 0;
-  let bestScore = scoreRow(model, buf, 0);
-  for (let k = 1; k < rows; k++) {
-    const s = scoreRow(model, buf, k);
+  let bestScore = scoreCompiled(c, buf, 0);
+  for (let i = 1; i < cand.length; i++) {
+    const k = cand[i]!;
+    const s = scoreCompiled(c, buf, k);
     if (s > bestScore || (best === 0 && s === bestScore)) { best = k; bestScore = s; }
   }
   return best;

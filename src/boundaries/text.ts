@@ -20,20 +20,20 @@ export const STOP_WORDS: ReadonlySet<string> = new Set((
 
 /** A name as compared for addressing: lower case, letters and digits only ("|trey|" -> "trey"). */
 export function normName(name: string): string {
-  let out = '';
-  for (const ch of name.toLowerCase()) {
-    if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9')) out += ch;
-    else if (ch.charCodeAt(0) > 127 && /\p{L}|\p{N}/u.test(ch)) out += ch;
+  const lower = name.toLowerCase();
+  for (let i = 0; i < lower.length; i++) {
+    const c = lower.charCodeAt(i);
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return lower.replace(NOT_NAME_CHAR, '');
   }
-  return out;
+  return lower;
 }
+const NOT_NAME_CHAR = /[^a-z0-9\p{L}\p{N}]/gu;
 
 /** At most this many content tokens are kept per message (the first ones, deduplicated). */
 export const MAX_TOKENS = 20;
 /** At most this many addressed names are kept per message. */
 export const MAX_NAMES = 4;
 
-const TOKEN_SPLIT = /[^\p{L}\p{N}_+#.\-/']+/u;
 
 /** FNV-1a, 32 bits, over UTF-16 code units: a stable number for a word. */
 export function hashWord(w: string): number {
@@ -45,18 +45,54 @@ export function hashWord(w: string): number {
   return h >>> 0;
 }
 
+const LEAD_TRIM = ".-/'+#";
+const TRAIL_TRIM = ".-/'";
+
+const LETTER_OR_DIGIT = /^[\p{L}\p{N}]$/u;
+const wideCharIsWord = new Map<number, boolean>();
+/** A character that belongs to a content word: letters, digits and _ + # . - / ' (by code point). */
+function isWordCode(cp: number): boolean {
+  if (cp < 128) {
+    return (cp >= 97 && cp <= 122) || (cp >= 48 && cp <= 57) || (cp >= 65 && cp <= 90)
+      || cp === 95 || cp === 43 || cp === 35 || cp === 46 || cp === 45 || cp === 47 || cp === 39;
+  }
+  let r = wideCharIsWord.get(cp);
+  if (r === undefined) {
+    r = LETTER_OR_DIGIT.test(String.fromCodePoint(cp));
+    if (wideCharIsWord.size < 65536) wideCharIsWord.set(cp, r);
+  }
+  return r;
+}
+
 /** Content words: lower-cased, without stop words, 2+ characters, deduplicated, the first MAX_TOKENS. */
 export function contentTokens(text: string): string[] {
   const out: string[] = [];
-  const seen = new Set<string>();
-  for (let raw of text.toLowerCase().split(TOKEN_SPLIT)) {
-    raw = raw.replace(/^[.\-/'+#]+|[.\-/']+$/g, '');
-    if (raw.length < 2) continue;
-    const w = raw.replace(/'/g, '');
-    if (w.length < 2 || STOP_WORDS.has(w) || seen.has(w)) continue;
-    seen.add(w);
+  const lower = text.toLowerCase();
+  const n = lower.length;
+  let i = 0;
+  while (i < n && out.length < MAX_TOKENS) {
+    // Skip separators, then take the longest run of word characters (code points).
+    while (i < n) {
+      const cp = lower.codePointAt(i)!;
+      if (isWordCode(cp)) break;
+      i += cp > 0xffff ? 2 : 1;
+    }
+    const from = i;
+    while (i < n) {
+      const cp = lower.codePointAt(i)!;
+      if (!isWordCode(cp)) break;
+      i += cp > 0xffff ? 2 : 1;
+    }
+    if (i === from) break;
+    // Trim leading . - / ' + # and trailing . - / '.
+    let a = from, b = i;
+    while (a < b && LEAD_TRIM.includes(lower[a]!)) a++;
+    while (b > a && TRAIL_TRIM.includes(lower[b - 1]!)) b--;
+    if (b - a < 2) continue;
+    const raw = lower.slice(a, b);
+    const w = raw.includes("'") ? raw.replace(/'/g, '') : raw;
+    if (w.length < 2 || STOP_WORDS.has(w) || out.includes(w)) continue;
     out.push(w);
-    if (out.length >= MAX_TOKENS) break;
   }
   return out;
 }
@@ -78,16 +114,16 @@ export function sharedCount(a: readonly number[], b: readonly number[]): number 
 }
 
 /** The word tokens of a message used for name matching (normalized as names). */
-function nameTokens(text: string): string[] {
+export function nameTokens(text: string): string[] {
   return text.split(/[\s,:;!?()[\]{}<>"]+/).map(normName).filter((w) => w.length >= 2);
 }
 
 /** The words of a message that could be names (normalized), for looking up which are recent senders. */
-export function nameCandidates(text: string): Set<string> {
+export function nameCandidates(text: string, tokens: readonly string[] = nameTokens(text)): Set<string> {
   const out = new Set<string>();
   const lead = /^\s*@?([^\s:,>]{1,40})\s*[:,>]/.exec(text);
   if (lead) out.add(normName(lead[1]!));
-  for (const w of nameTokens(text)) if (!STOP_WORDS.has(w)) out.add(w);
+  for (const w of tokens) if (!STOP_WORDS.has(w)) out.add(w);
   return out;
 }
 
@@ -96,7 +132,7 @@ export function nameCandidates(text: string): Set<string> {
  * style), any `@name`, and any word that is the name of a recent sender (`isKnown`). At most
  * MAX_NAMES, in order of appearance; the leading name first.
  */
-export function addressedNames(text: string, isKnown: (normalizedName: string) => boolean): string[] {
+export function addressedNames(text: string, isKnown: (normalizedName: string) => boolean, tokens: readonly string[] = nameTokens(text)): string[] {
   const out: string[] = [];
   const add = (n: string) => { if (n.length >= 1 && !out.includes(n) && out.length < MAX_NAMES) out.push(n); };
   const lead = /^\s*@?([^\s:,>]{1,40})\s*[:,>]/.exec(text);
@@ -105,9 +141,11 @@ export function addressedNames(text: string, isKnown: (normalizedName: string) =
     // "name:" is addressing when the name is known or the colon is followed by a space / end.
     if (n.length >= 1 && (isKnown(n) || /^\s*@?[^\s:,>]{1,40}\s*[:,>](\s|$)/.test(text))) add(n);
   }
-  const at = /(?:^|\s)@([^\s:,;!?.]{1,40})/g;
-  for (let m = at.exec(text); m !== null; m = at.exec(text)) add(normName(m[1]!));
-  for (const w of nameTokens(text)) if (w.length >= 2 && !STOP_WORDS.has(w) && isKnown(w)) add(w);
+  if (text.includes('@')) {
+    const at = /(?:^|\s)@([^\s:,;!?.]{1,40})/g;
+    for (let m = at.exec(text); m !== null; m = at.exec(text)) add(normName(m[1]!));
+  }
+  for (const w of tokens) if (w.length >= 2 && !STOP_WORDS.has(w) && isKnown(w)) add(w);
   return out;
 }
 
@@ -122,7 +160,6 @@ export const Flag = {
   CODE: 1 << 6,
   EMPTY: 1 << 7,
   LONG: 1 << 8,
-  NEGATIVE: 1 << 9,
 } as const;
 
 const GREETING = /^\s*(hi|hello|hey|heya|hiya|yo|howdy|greetings|morning|good (morning|evening|afternoon|day)|evening|afternoon)\b/i;
@@ -130,7 +167,6 @@ const THANKS = /\b(thanks|thank you|thank u|thx|thnx|tnx|ty|cheers|appreciated|m
 const ACK = /^\s*(ok|okay|k|kk|yes|yeah|yep|yup|ya|no|nope|nah|sure|right|ah+|oh+|ooh|hmm+|hm|aha|lol|heh|cool|great|nice|indeed|exactly|true|correct|i see|got it|alright|np|:\)|:\(|:p|:d|;\))\b/i;
 const ASK_ANYONE = /\b(anyone|anybody|any one|someone|somebody|does any|can any|is there|how do i|how can i|how to|where can i|help)\b/i;
 const CODE = /(^|\s)(sudo|apt-get|apt|\/etc\/|\/dev\/|\/usr\/|dpkg|cd|ls|\.conf|\$ |#include|fn |let |def |import )/i;
-const NEGATIVE = /\b(no|not|nope|didn'?t|doesn'?t|don'?t|isn'?t|won'?t|can'?t|still|same|error|fail(s|ed)?)\b/i;
 
 export function textFlags(text: string): number {
   let f = 0;
@@ -142,7 +178,6 @@ export function textFlags(text: string): number {
   if (ACK.test(text)) f |= Flag.ACK;
   if (ASK_ANYONE.test(text)) f |= Flag.ASK_ANYONE;
   if (CODE.test(text)) f |= Flag.CODE;
-  if (NEGATIVE.test(text)) f |= Flag.NEGATIVE;
   if (text.length > 120) f |= Flag.LONG;
   return f;
 }

@@ -25,7 +25,7 @@ import { readLog, firstAnnotated, type CorpusLog } from './corpus';
 import { prepareMessage, createWindow, rememberMessage, DEFAULT_WINDOW } from './window';
 import { modelParents, clusteringsOf, gapParents, type Parents } from './evaluate';
 import { scoreClusterings, type Scores } from './metrics';
-import type { ThreadModel } from './model';
+import { selectRows, type ThreadModel } from './model';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 
@@ -62,11 +62,15 @@ export interface TrainOptions {
   window: number;
   /** How many of the commonest content words get their own weight (0: no word weights). */
   words: number;
+  /** Rows the first (linear) stage keeps for the model proper (0: one stage, every row scored). */
+  keep: number;
+  /** Tune the "none" bias for matched-cluster F on training files after training (1) or not (0). */
+  tuneBias: number;
   log: (s: string) => void;
 }
 
 export const DEFAULT_TRAIN: TrainOptions = {
-  kind: 'mlp', hidden: 16, rounds: 3, epochs: 4, lr: 0.003, batch: 16, l2: 1e-6, seed: 15, window: DEFAULT_WINDOW, words: 3000,
+  kind: 'mlp', hidden: 16, rounds: 1, epochs: 4, lr: 0.003, batch: 16, l2: 1e-6, seed: 15, window: DEFAULT_WINDOW, words: 3000, keep: 6, tuneBias: 0,
   log: (s) => console.log(s),
 };
 
@@ -198,8 +202,11 @@ function weightsOf(words: ThreadModel['words']): WordWeights | null {
 }
 
 /** One pass over the training logs with the given window links; returns the mean loss. */
-function epoch(P: Params, logs: CorpusLog[], links: Parents[], opt: TrainOptions, lr: number, weights: WordWeights | null): number {
+function epoch(P: Params, Pp: Params | null, logs: CorpusLog[], links: Parents[], opt: TrainOptions, lr: number, weights: WordWeights | null): { loss: number; pruneLoss: number; pruneRecall: number } {
   const buf = new FeatureBuffer(opt.window + 1);
+  const sub = new FeatureBuffer(opt.keep + 2);
+  const sel: number[] = [];
+  let pruneTotal = 0, kept = 0, usable = 0;
   const scores = new Float64Array(opt.window + 1);
   const hid = new Float64Array((opt.window + 1) * Math.max(1, P.H));
   let total = 0, count = 0, inBatch = 0;
@@ -226,9 +233,33 @@ function epoch(P: Params, logs: CorpusLog[], links: Parents[], opt: TrainOptions
         }
         if (goldRows.length > 0) {
           const rows = computeFeatures(window, entry, buf, weights);
-          total += stepMessage(P, buf, rows, goldRows, scores, hid);
-          count++;
-          if (++inBatch === opt.batch) { adam(P, lr, opt.l2, inBatch); inBatch = 0; }
+          usable++;
+          if (Pp === null) {
+            total += stepMessage(P, buf, rows, goldRows, scores, hid);
+            count++;
+          } else {
+            pruneTotal += stepMessage(Pp, buf, rows, goldRows, scores, hid);
+            // The model proper learns on the rows the first stage keeps (as linking will), when a gold one is among them.
+            selectRows(Pp.theta.subarray(0, FEATURE_COUNT), opt.keep, buf, rows, sel);
+            const subGold: number[] = [];
+            sub.start[0] = 0;
+            let q = 0;
+            sel.forEach((k, r) => {
+              if (goldRows.includes(k)) subGold.push(r);
+              for (let u = buf.start[k]!; u < buf.start[k + 1]!; u++) { sub.idx[q] = buf.idx[u]!; sub.val[q] = buf.val[u]!; q++; }
+              sub.start[r + 1] = q;
+            });
+            if (subGold.length > 0) {
+              kept++;
+              total += stepMessage(P, sub, sel.length, subGold, scores, hid);
+              count++;
+            }
+          }
+          if (++inBatch === opt.batch) {
+            adam(P, lr, opt.l2, inBatch);
+            if (Pp !== null) adam(Pp, lr, opt.l2, inBatch);
+            inBatch = 0;
+          }
         }
       }
       const p = parents[l.index]!;
@@ -236,8 +267,8 @@ function epoch(P: Params, logs: CorpusLog[], links: Parents[], opt: TrainOptions
       row.set(l.index, placed++);
     }
   });
-  if (inBatch > 0) adam(P, lr, opt.l2, inBatch);
-  return total / Math.max(1, count);
+  if (inBatch > 0) { adam(P, lr, opt.l2, inBatch); if (Pp !== null) adam(Pp, lr, opt.l2, inBatch); }
+  return { loss: total / Math.max(1, count), pruneLoss: pruneTotal / Math.max(1, usable), pruneRecall: (100 * kept) / Math.max(1, usable) };
 }
 
 export function scoreLogs(logs: CorpusLog[], parentsOf: (log: CorpusLog) => Parents): Scores {
@@ -256,6 +287,12 @@ export function linkAccuracy(logs: CorpusLog[], parentsOf: (log: CorpusLog) => P
 
 export function train(trainLogs: CorpusLog[], opt: TrainOptions, devLogs: CorpusLog[] = []): ThreadModel {
   const P = new Params(opt.kind === 'mlp' ? opt.hidden : 0, opt.seed);
+  const Pp = opt.keep > 0 ? new Params(0, opt.seed) : null;
+  const toModel = (): ThreadModel => {
+    const m = P.toModel(opt.window, words, {});
+    if (Pp !== null) m.prune = { keep: opt.keep, linear: Array.from(Pp.theta.subarray(0, FEATURE_COUNT), (v) => Math.round(v * 1e6) / 1e6) };
+    return m;
+  };
   // Round 1 links: gold where annotated (first parent that is not a system line), else none.
   let links: Parents[] = trainLogs.map((log) => log.lines.map((l) => {
     const ps = log.gold!.get(l.index);
@@ -265,15 +302,16 @@ export function train(trainLogs: CorpusLog[], opt: TrainOptions, devLogs: Corpus
   }));
   const words = wordWeights(trainLogs, opt.words);
   const weights = weightsOf(words);
-  let model = P.toModel(opt.window, words, {});
+  let model = toModel();
   const started = Date.now();
   for (let round = 1; round <= opt.rounds; round++) {
     for (let e = 1; e <= opt.epochs; e++) {
       const lr = opt.lr * (e === opt.epochs ? 0.3 : 1);
-      const loss = epoch(P, trainLogs, links, opt, lr, weights);
-      opt.log(`round ${round} epoch ${e}: loss ${loss.toFixed(4)} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
+      const r = epoch(P, Pp, trainLogs, links, opt, lr, weights);
+      const stage = Pp !== null ? `; first stage loss ${r.pruneLoss.toFixed(4)}, a gold row kept for ${r.pruneRecall.toFixed(2)} %` : '';
+      opt.log(`round ${round} epoch ${e}: loss ${r.loss.toFixed(4)}${stage} (${((Date.now() - started) / 1000).toFixed(0)} s)`);
     }
-    model = P.toModel(opt.window, words, {});
+    model = toModel();
     if (round < opt.rounds || devLogs.length > 0) {
       const predicted = new Map<CorpusLog, Parents>();
       const parentsOf = (l: CorpusLog) => { let p = predicted.get(l); if (!p) { p = modelParents(l, model); predicted.set(l, p); } return p; };
@@ -288,7 +326,31 @@ export function train(trainLogs: CorpusLog[], opt: TrainOptions, devLogs: Corpus
       }
     }
   }
+  if (opt.tuneBias) model = tuneNoneBias(model, trainLogs.filter((_, i) => i % 3 === 0), opt);
   return model;
+}
+
+/**
+ * Shifts the "none" score (feature self.bias) by the offset that gives the best matched-cluster F
+ * on (a third of) the training files: the softmax is trained for links, the metric counts whole
+ * conversations. The offset 0 is kept unless another one scores higher.
+ */
+export function tuneNoneBias(model: ThreadModel, logs: CorpusLog[], opt: TrainOptions): ThreadModel {
+  const j = FEATURE_NAMES.indexOf('self.bias');
+  const withOffset = (d: number): ThreadModel => {
+    const linear = model.linear.slice();
+    linear[j] = Math.round((linear[j]! + d) * 1e6) / 1e6;
+    return { ...model, linear };
+  };
+  let best = 0, bestF = -1;
+  for (const d of [0, -1, -0.5, -0.25, 0.25, 0.5, 1]) {
+    const m = withOffset(d);
+    const s = scoreLogs(logs, (l) => modelParents(l, m));
+    opt.log(`none-bias offset ${d}: train F ${s.f.toFixed(2)} (P ${s.precision.toFixed(2)} R ${s.recall.toFixed(2)})`);
+    if (s.f > bestF) { bestF = s.f; best = d; }
+  }
+  opt.log(`none-bias offset chosen: ${best}`);
+  return withOffset(best);
 }
 
 function parseArgs(argv: string[]): Partial<TrainOptions> & { out?: string; limit?: number } {
@@ -303,7 +365,7 @@ function parseArgs(argv: string[]): Partial<TrainOptions> & { out?: string; limi
   const num = (k: string) => (o[k] !== undefined ? Number(o[k]) : undefined);
   const r: Partial<TrainOptions> & { out?: string; limit?: number } = {};
   if (o.kind) r.kind = o.kind as 'linear' | 'mlp';
-  for (const k of ['hidden', 'rounds', 'epochs', 'lr', 'batch', 'l2', 'seed', 'window', 'words', 'limit'] as const) {
+  for (const k of ['hidden', 'rounds', 'epochs', 'lr', 'batch', 'l2', 'seed', 'window', 'words', 'keep', 'limit', 'tuneBias'] as const) {
     const v = num(k);
     if (v !== undefined) (r as Record<string, number>)[k] = v;
   }
@@ -329,7 +391,7 @@ if (require.main === module) {
   const meta: Record<string, unknown> = {
     trained_on: 'irc-disentanglement ubuntu/train (Kummerfeld et al. 2019, CC-BY-4.0)',
     files: trainLogs.length,
-    options: { kind: opt.kind, hidden: opt.hidden, rounds: opt.rounds, epochs: opt.epochs, lr: opt.lr, batch: opt.batch, l2: opt.l2, seed: opt.seed, window: opt.window, words: opt.words },
+    options: { kind: opt.kind, hidden: opt.hidden, rounds: opt.rounds, epochs: opt.epochs, lr: opt.lr, batch: opt.batch, l2: opt.l2, seed: opt.seed, window: opt.window, words: opt.words, keep: opt.keep, tuneBias: opt.tuneBias },
   };
   if (devLogs.length > 0) {
     const s = scoreLogs(devLogs, (l) => modelParents(l, model));

@@ -13,11 +13,11 @@
 // bound). linkMessage (model.ts) only reads it.
 
 import type { ChatMessage } from '../records/types';
-import { addressedNames, contentHashes, nameCandidates, normName, textFlags } from './text';
+import { addressedNames, contentHashes, nameCandidates, nameTokens, normName, textFlags } from './text';
 
 export const WINDOW_VERSION = 1;
 /** How many recent messages a chat keeps for linking, by default. */
-export const DEFAULT_WINDOW = 100;
+export const DEFAULT_WINDOW = 64;
 
 /** One remembered message. Field names are short: this is stored once per recent message. */
 export interface WindowEntry {
@@ -63,7 +63,8 @@ export function prepareMessage(window: ThreadWindow, message: ChatMessage): Wind
   const s = normName(message.sender_id);
   const text = message.text ?? '';
   // Which words of the text are names of the window's senders (one pass over the window).
-  const candidates = nameCandidates(text);
+  const tokens = nameTokens(text);
+  const candidates = nameCandidates(text, tokens);
   const known = new Set<string>();
   if (candidates.size > 0) for (const e of window.entries) if (candidates.has(e.s)) known.add(e.s);
   known.delete(s);
@@ -73,7 +74,7 @@ export function prepareMessage(window: ThreadWindow, message: ChatMessage): Wind
     s,
     t: message.sent_at,
     w: contentHashes(text),
-    a: addressedNames(text, isKnown).filter((n) => n !== s),
+    a: addressedNames(text, isKnown, tokens).filter((n) => n !== s),
     f: textFlags(text),
     p: null,
     q: null,

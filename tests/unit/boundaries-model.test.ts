@@ -91,7 +91,7 @@ describe('features', () => {
 
 describe('linkMessage', () => {
   test('addressing by name links to the addressed sender\'s latest message', () => {
-    const model = modelOf({ 'pair.m_addresses_c': 5, 'pair.c_last_of_its_sender': 1, 'self.bias': 0.5 });
+    const model = modelOf({ 'pair.m_addresses_c': 5, 'pair.c_last_of_its_sender': 1, 'self.bias': 1.5 });
     const w = createWindow();
     const ms = [msg('alice', 'my wifi drops every minute'), msg('alice', 'on ubuntu 20.04'), msg('carol', 'hello all'), msg('bob', 'alice: which driver?')];
     assert.deepEqual(feed(w, model, ms), [null, null, null, ms[1]!.message_id]);
