@@ -11,6 +11,7 @@ import { demoCommand } from './demo';
 import { statsCommand, missingCommand } from './analytics';
 import { conversationsCommand } from './conversations';
 import { backfillCommand, backfillAllCommand } from './backfill';
+import { evalBoundariesCommand } from './eval-boundaries';
 
 const program = new Command('chatstats')
   .description('chatstats-stream: conversation sessionization, ETL and analysis on Kafka')
@@ -29,6 +30,7 @@ program.addCommand(missingCommand());
 program.addCommand(conversationsCommand());
 program.addCommand(backfillCommand());
 program.addCommand(backfillAllCommand());
+program.addCommand(evalBoundariesCommand());
 
 program.parseAsync(process.argv).then(
   () => { if (process.exitCode === undefined) process.exit(0); else process.exit(process.exitCode); },
