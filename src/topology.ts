@@ -13,12 +13,14 @@ import { topicNames } from './topics';
 import type { Topology } from './runtime/topology-spec';
 import { ConversationTracker, type TrackerCodec } from './processors/conversation-tracker';
 import { rulesConfigFrom } from './sessionization/rules';
+import { threadLinkerFor } from './boundaries/linker';
 import { JavaCompatiblePartitioner } from './records/partitioner';
 import type { RecordCodec } from './records/codec';
 
 export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger): Topology {
   const t = topicNames(cfg);
-  const rules = rulesConfigFrom(cfg);
+  // Chat types in thread mode (CONVERSATION_MODE_BY_TYPE) are split by the committed thread model.
+  const rules = rulesConfigFrom(cfg, threadLinkerFor(cfg.modeByType));
   const io: TrackerCodec = {
     decodeChatMessage: (v) => codec.decodeChatMessage(v),
     encodeSealed: (v) => codec.encode('ConversationSealed', v),

@@ -122,7 +122,7 @@ function decodeMessage(chat: string, buf: Buffer): { m: ChatMessage; arrivedAt: 
     message_id: a[0], chat_id: chat, sender_id: a[1], sent_at: a[2], text: a[3], chat_type: a[4], is_from_me: a[5] === 1,
     reply_to_message_id: a[6], account_id: a[7],
   };
-  if (a.length > 9) m.linked_message_id = a[9] ?? null;
+  if (a.length > 9 && a[9] !== null && a[9] !== undefined) m.linked_message_id = a[9];
   return { m, arrivedAt: a[8], tag: a[10] };
 }
 
@@ -313,6 +313,17 @@ export function structure(sc: StoredChat, writes: RecordWrites): void {
       for (const seq of r.removed) writes.set(windowKey(chat, seq), null);
       sc.windowList = entries.slice();
       sc.windowSeqs = r.seqs;
+    }
+    if (sc.meta === null || !sc.meta.includes('"W":')) {
+      // The chat has just entered thread mode (its type became known): the records of messages
+      // placed while it was in gap mode carry no thread tag. Log them again with their thread's.
+      for (const c of sc.state.open) {
+        const tag = threadTag(sc, c);
+        for (const m of c.messages) {
+          const seq = sc.seqOf.get(m);
+          if (seq !== undefined) writes.set(messageKey(chat, seq), new PendingMessage(m, c.arrivedAt, tag));
+        }
+      }
     }
     for (const c of sc.state.open) threadTag(sc, c);
     if (sc.tagOf.size > sc.state.open.length) {

@@ -569,7 +569,7 @@ function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConf
 // - Not linked (or linked to a message the chat no longer knows): a new thread.
 // - Threads are never merged. `open` is kept in started_at order (ties in creation order), so that
 //   seals come out in started_at order as in gap mode.
-// - Every placed message carries `linked_message_id` (null when it started its thread).
+// - Every placed message linked to another carries `linked_message_id` (absent when it started its thread).
 
 function openThreadOf(state: ChatState, id: string): OpenConversation | undefined {
   for (const c of state.open) for (let i = c.messages.length - 1; i >= 0; i--) if (c.messages[i]!.message_id === id) return c;
@@ -616,7 +616,8 @@ function onThreadMessage(state: ChatState, m: ChatMessage, now: number, cfg: Rul
       continues = sealedConversationOf(state, parent)?.conversationId ?? null;
     }
   }
-  m.linked_message_id = linked;
+  // Absent for a thread's first message, as a sealed event decodes it (null and absent are one).
+  if (linked !== null) m.linked_message_id = linked;
   if (into !== undefined) {
     const movesStart = s < into.startedAt;
     addMessage(state, into, m, now, ids);

@@ -28,6 +28,7 @@ import { ChatMessageProducer } from '../../src/producer';
 import { JavaCompatiblePartitioner, partitionForKey } from '../../src/records/partitioner';
 import { PartitionReader } from '../../src/runtime/partition-reader';
 import { rulesConfigFrom } from '../../src/sessionization/rules';
+import { threadLinkerFor } from '../../src/boundaries/linker';
 import type { ConversationSealed, LateMessage } from '../../src/records/types';
 
 process.env.LOG_LEVEL ??= 'warn';
@@ -67,11 +68,11 @@ interface Run {
 }
 
 /** An isolated environment with its topics, a generated backlog and what the rules make of it. */
-async function prepare(name: string, seed: number, messages: number): Promise<Run> {
+async function prepare(name: string, seed: number, messages: number, extraEnv: Record<string, string> = {}): Promise<Run> {
   // 512 KiB fetches: many transactions per partition, so the kills land between commits.
   const env = isolatedEnv(name, {
     SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', CONVERSATION_GAP: '90m', LOG_LEVEL: 'info',
-    FETCH_MAX_BYTES_PER_PARTITION: '512KiB',
+    FETCH_MAX_BYTES_PER_PARTITION: '512KiB', ...extraEnv,
   });
   cleanups.push(async () => {
     for (const dir of [env.STATE_DIR!, `${env.STATE_DIR}-b`]) await rm(dir, { recursive: true, force: true });
@@ -82,7 +83,7 @@ async function prepare(name: string, seed: number, messages: number): Promise<Ru
 
   const t0 = Date.now();
   const backlog = generateBacklog({ seed, chats: CHATS, messages, gapMs: cfg.gapMs });
-  const expected = expectedOutcome(backlog.messages, rulesConfigFrom(cfg));
+  const expected = expectedOutcome(backlog.messages, rulesConfigFrom(cfg, threadLinkerFor(cfg.modeByType)));
   const partitions = Array.from({ length: cfg.topicPartitions }, (_, p) => p);
   const doneAt = new Map(partitions.map((p) => [p, 0]));
   for (const m of backlog.messages) {
@@ -506,6 +507,46 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
   }
   assert.ok(heldAtKill.some((p) => firstOpen.get(p)!.records > 0), 'A2 restored from the changelog what A1 had committed');
   console.log(`[${name}] A2 first opened ${[...firstOpen.values()].map((r) => `p${r.partition} (${heldAtKill.includes(r.partition) ? 'held by A1 at its kill' : 'closed cleanly by A1 earlier'}, wiped=${r.wiped})`).join(', ')}`);
+  cleanups.push(() => deleteTopics(run));
+});
+
+// --- (c) thread mode: group chats split into threads by the model, SIGKILLed mid-run ----------
+
+test('thread mode: a group-chat backlog through a tracker SIGKILLed twice mid-run: the threads the rules give, each sealed exactly once, links included', { timeout: 150_000 }, async () => {
+  const name = 'eos-c';
+  const run = await prepare(name, SEED + 2, Math.round(MESSAGES / 3), { CONVERSATION_MODE_BY_TYPE: 'group=threads,channel=threads' });
+  const threaded = run.expected.conversations.filter((c) => c.chat_type === 'group' || c.chat_type === 'channel');
+  const linked = threaded.reduce((n, c) => n + c.messages.filter((m) => m.linked_message_id).length, 0);
+  assert.ok(threaded.length > 0 && linked > 0, 'the backlog has chats in thread mode, and the model links messages in them');
+  console.log(`[${name}] ${threaded.length} of ${run.expected.conversations.length} conversations are threads of group or channel chats; ${linked} messages linked by the model`);
+  await produce(run, 'plain');
+  const rng = new Rng((SEED + 2) ^ 0xc0de);
+  const procs = new Map<string, ChildRole>();
+  const timeline: string[] = [];
+  const diagnose = diagnostics(name, procs, timeline);
+  let got: Awaited<ReturnType<typeof outputs>>;
+  try {
+    for (let k = 1; k <= 2; k++) {
+      const child = spawnTracker(`run${k}`, run.env, procs);
+      const { from, at, jitter } = await nextCommitThenJitter(run, rng, [child], 300);
+      await killAndReport(run, child, `run${k}`, timeline, `started at ${from}, own first commit seen at ${at}, +${jitter} ms`);
+      await evict(kafka, run.groupId, () => true);
+    }
+    const last = spawnTracker('run3', run.env, procs);
+    got = await awaitCompletion(run, [last], 90_000);
+    await stopClean(last);
+  } catch (e) {
+    await diagnose(run);
+    throw e;
+  }
+  report(name, run, procs, timeline, 2, 'thread mode', got);
+  assertExactlyOnce(run, got);
+  // Replay determinism down to the links: every message's link as the pure rules chose it.
+  const links = (cs: ConversationSealed[]) => new Map(cs.flatMap((c) => c.messages.map((m) => [m.message_id, m.linked_message_id ?? null] as const)));
+  const want = links(run.expected.conversations);
+  const have = links(got.sealed);
+  const differ = [...want].filter(([id, l]) => have.get(id) !== l);
+  assert.deepEqual(differ.slice(0, 5), [], `${differ.length} messages linked differently from the rules`);
   cleanups.push(() => deleteTopics(run));
 });
 

@@ -86,7 +86,8 @@ function run(threads: boolean, seed: number): { txns: number; messages: number; 
         const from = senders[Math.floor(rng.next() * senders.length)]!;
         const to = rng.next() < 0.5 ? `${senders[Math.floor(rng.next() * senders.length)]}: ` : '';
         const m: ChatMessage = {
-          message_id: `m${n++}`, chat_id: chat, sender_id: from, sent_at: t, text: `${to}hello ${n}`, chat_type: 'group',
+          // The first messages carry no type: the chat is in gap mode until its type is known.
+          message_id: `m${n++}`, chat_id: chat, sender_id: from, sent_at: t, text: `${to}hello ${n}`, chat_type: n <= 3 ? null : 'group',
           is_from_me: false, reply_to_message_id: rng.next() < 0.1 && sent.length > 0 ? sent[sent.length - 1]!.message_id : null, account_id: null,
         };
         sent.push(m);

@@ -35,7 +35,7 @@ test('interleaved threads are separate conversations; each message carries its l
   assert.equal(chat.state.open.length, 2);
   const out = chat.force(2000);
   assert.deepEqual(out.map(texts), [['anyone tried the new build?', 'ann: yes, it crashes'], ['lunch today?', 'bob: sure']]);
-  assert.deepEqual(out.map((x) => x.messages.map((m) => m.linked_message_id)), [[null, a.message_id], [null, b.message_id]]);
+  assert.deepEqual(out.map((x) => x.messages.map((m) => m.linked_message_id ?? null)), [[null, a.message_id], [null, b.message_id]]);
 });
 
 test('rule 1 per thread: a later message beyond a thread\'s gap seals it, the others stay open', () => {
