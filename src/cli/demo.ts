@@ -2,6 +2,12 @@
 // the bundled real chat logs into fresh topics, waits until every conversation is sealed, loaded
 // and analysed, and prints what happened, then where to look next.
 import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { compareModes } from '../report/mode-comparison';
+import { rulesConfigFrom } from '../sessionization/rules';
+import { threadLinker } from '../boundaries/linker';
+import { loadThreadModel } from '../boundaries/model';
+import { parseChatMessageJson } from '../records/validate';
 import { Command } from 'commander';
 import type { Admin } from 'kafkajs';
 import { loadConfig, type Config } from '../config';
@@ -118,6 +124,9 @@ export function demoCommand(): Command {
         });
         const elapsed = (Date.now() - started) / 1000;
         const data = await summary(pool, sealed, lateCount, produced.sent, elapsed, run, cfg, app.port);
+        // The same messages in thread mode beside gap mode (what CONVERSATION_MODE_BY_TYPE changes).
+        const messages = readFileSync(opts.file, 'utf8').split('\n').filter((l) => l.trim()).map(parseChatMessageJson);
+        data.modes = compareModes(messages, rulesConfigFrom(cfg), threadLinker(loadThreadModel()));
         print(data);
         await writeHtmlReport(opts.report, data);
         console.log(`\nHTML report: ${path.resolve(opts.report)}`);
@@ -196,6 +205,11 @@ function print(d: ReportData): void {
     const n = (s: string) => d.coverage.find((c) => c.pass === p && c.status === s)?.count ?? 0;
     return [p, n('completed'), n('skipped'), n('failed'), `${((100 * n('completed')) / d.conversations.length).toFixed(0)} %`];
   }));
+  if (d.modes) {
+    console.log('\nGap mode and thread mode (CONVERSATION_MODE_BY_TYPE=group=threads) on the same messages:');
+    printTable(['chat', 'messages', 'gap: conv.', 'largest', 'threads: conv.', 'largest', 'median', 'single'],
+      d.modes.map((m) => [m.chat_id, m.messages, m.gap.conversations, m.gap.largest, m.threads.conversations, m.threads.largest, m.threads.median, m.threads.singletons]));
+  }
   console.log('\nA few conversations:');
   const picks = [...d.conversations].sort((a, b) => b.message_count - a.message_count).filter((_, i) => i % 30 === 0).slice(0, 3);
   for (const c of picks) {

@@ -27,6 +27,8 @@ export interface ReportData {
   skipReasons?: Record<string, string>;
   metricsUrl: string;
   topicPrefix: string;
+  /** The same messages in gap mode and in thread mode, per chat. */
+  modes?: import('./mode-comparison').ChatModes[];
 }
 
 const esc = (s: unknown) => String(s).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -83,6 +85,11 @@ table{border-collapse:collapse;font-size:13px} th,td{border-bottom:1px solid #ee
 <h2>Timeline of each chat</h2>
 <p class="legend">${Object.entries(COLORS).map(([r, c]) => `<span><i style="background:${c}"></i>${r} (${reasons.get(r) ?? 0})</span>`).join('')}</p>
 ${[...chats].map(([chat, convs]) => timeline(chat, convs)).join('\n')}
+${d.modes ? `<h2>Gap mode and thread mode</h2>
+<p>The same messages split by the 90-minute gap (every chat type in gap mode) and into threads by the thread model (<code>CONVERSATION_MODE_BY_TYPE=group=threads</code>).</p>
+<table id="modes"><tr><th>chat</th><th class="num">messages</th><th class="num">gap: conversations</th><th class="num">largest</th><th class="num">threads: conversations</th><th class="num">largest</th><th class="num">median</th><th class="num">single messages</th></tr>
+${d.modes.map((m) => `<tr><td>${esc(m.chat_id)}</td><td class="num">${m.messages}</td><td class="num">${m.gap.conversations}</td><td class="num">${m.gap.largest}</td><td class="num">${m.threads.conversations}</td><td class="num">${m.threads.largest}</td><td class="num">${m.threads.median}</td><td class="num">${m.threads.singletons}</td></tr>`).join('\n')}
+</table>` : ''}
 <h2>Analysis coverage</h2>
 <table id="coverage"><tr><th>pass</th><th class="num">completed</th><th class="num">skipped</th><th class="num">failed</th><th class="num">coverage</th><th>why skipped (most often)</th></tr>
 ${passes.map((p) => `<tr><td>${esc(p)}</td><td class="num">${n(p, 'completed')}</td><td class="num">${n(p, 'skipped')}</td><td class="num">${n(p, 'failed')}</td><td class="num">${((100 * n(p, 'completed')) / Math.max(1, d.conversations.length)).toFixed(0)} %</td><td class="wrap">${esc(d.skipReasons?.[p] ?? '')}</td></tr>`).join('\n')}
