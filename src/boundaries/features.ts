@@ -373,7 +373,7 @@ export function computeFeatures(window: ThreadWindow, m: WindowEntry, buf: Featu
     if (ts > 0) { idx[q] = P_THREAD_OVERLAP; val[q] = (ts > 4 ? 4 : ts) / 4; reals[nr++] = q++; }
     if (weights !== null) {
       const sw = sharedW[i]!;
-      idx[q++] = P_IDF[bucketOf(sw, IDF_EDGES)]!;
+      idx[q++] = P_IDF[sw >= IDF_EDGES[4]! ? 4 : sw >= IDF_EDGES[3]! ? 3 : sw >= IDF_EDGES[2]! ? 2 : sw >= IDF_EDGES[1]! ? 1 : 0]!;
       if (sw > 0) { idx[q] = P_IDF_VALUE; val[q] = (sw > 20 ? 20 : sw) / 20; reals[nr++] = q++; }
       const tsw = tSharedW[h]!;
       if (tsw > 0) { idx[q] = P_THREAD_IDF; val[q] = (tsw > 30 ? 30 : tsw) / 30; reals[nr++] = q++; }

@@ -93,14 +93,12 @@ export function scoreClusterings(pairs: readonly ClusteringPair[]): Scores {
     }
   }
   const lg = Math.log2;
-  let hJoint = 0, mi = 0;
-  // Mutual information needs row and column sizes per cell; recompute with the cell's row/col.
-  let hU = 0, hV = 0;
+  // VI = H(U|V) + H(V|U) = 2 H(U,V) - H(U) - H(V), in bits.
+  let hJoint = 0, hU = 0, hV = 0;
   for (const r of rowSizes) hU -= (r / n) * lg(r / n);
   for (const c of colSizes) hV -= (c / n) * lg(c / n);
   for (const c of cells) hJoint -= (c / n) * lg(c / n);
-  mi = hU + hV - hJoint;
-  const vi = hJoint - mi; // = H(U|V) + H(V|U)
+  const vi = 2 * hJoint - hU - hV;
   const oneMinusVI = n > 1 ? 100 * (1 - vi / lg(n)) : 100;
 
   const choose2 = (k: number) => (k * (k - 1)) / 2;

@@ -115,7 +115,28 @@ export function sharedCount(a: readonly number[], b: readonly number[]): number 
 
 /** The word tokens of a message used for name matching (normalized as names). */
 export function nameTokens(text: string): string[] {
-  return text.split(/[\s,:;!?()[\]{}<>"]+/).map(normName).filter((w) => w.length >= 2);
+  const out: string[] = [];
+  const n = text.length;
+  let from = 0;
+  for (let i = 0; i <= n; i++) {
+    if (i < n && !isNameSeparator(text.charCodeAt(i))) continue;
+    if (i - from >= 2) {
+      const w = normName(text.slice(from, i));
+      if (w.length >= 2) out.push(w);
+    }
+    from = i + 1;
+  }
+  return out;
+}
+
+const WIDE_SPACE = /\s/;
+/** The separators of nameTokens: white space (as the regex \s) and , : ; ! ? ( ) [ ] { } < > ". */
+function isNameSeparator(c: number): boolean {
+  if (c < 128) {
+    return c === 32 || (c >= 9 && c <= 13) || c === 44 || c === 58 || c === 59 || c === 33 || c === 63 || c === 40
+      || c === 41 || c === 91 || c === 93 || c === 123 || c === 125 || c === 60 || c === 62 || c === 34;
+  }
+  return WIDE_SPACE.test(String.fromCharCode(c));
 }
 
 /** The words of a message that could be names (normalized), for looking up which are recent senders. */

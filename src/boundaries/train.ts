@@ -9,13 +9,17 @@
 // Objective: for each annotated message, a softmax over its candidates (none + the window's
 // messages, features.ts), maximizing the probability of its gold parents (several links: their
 // summed probability). Optimizer: Adam over mini-batches of messages, a few epochs.
+// Two stages are trained together: a linear first stage over every candidate (its own softmax),
+// and the model proper over the `keep` rows the first stage currently keeps (when a gold row is
+// among them), exactly the rows linking will score.
 // The features that read earlier links (thread membership) need links for the context lines too,
 // which have no annotation. Round 1 uses the gold links where there are some and "none" elsewhere;
 // each later round re-links every training file with the previous round's model (exactly as at run
-// time) and trains again on those windows, so the model learns from the links it will really see.
+// time) and trains again on those windows. (On dev, more rounds did not help: the default is 1.)
 //
-// Options (environment or flags): --kind linear|mlp (mlp), --hidden N (16), --rounds N (3),
-// --epochs N (4), --out FILE (models/boundaries.json), --limit N (first N training files).
+// Options (flags; defaults in DEFAULT_TRAIN are those of the committed model): --kind linear|mlp,
+// --hidden N, --keep N (0: one stage), --window N, --words N, --rounds N, --epochs N, --lr X,
+// --batch N, --seed N, --tuneBias 0|1, --out FILE (models/boundaries.json), --limit N (first N files).
 
 import { readdirSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
 import path from 'node:path';

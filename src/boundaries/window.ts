@@ -3,10 +3,10 @@
 // keep it in its store and changelog next to the chat's other state; JSON.stringify/parse round
 // trips it exactly.
 //
-// Bound: at most `window.bound` entries (DEFAULT_WINDOW = 100, the last 100 messages placed), each
-// with at most MAX_TOKENS (20) content words (as 32-bit hashes) and MAX_NAMES (4) addressed names, so a window holds
-// roughly 100 * (message_id + sender + ~24 short words) characters, some 20-40 KB of JSON for a
-// busy chat. A reply to a message older than the window cannot be linked by the model; an explicit
+// Bound: at most `window.bound` entries (the model's `window`, 64 for the committed model; the
+// last 64 messages placed), each with at most MAX_TOKENS (20) content words as 32-bit hashes and
+// MAX_NAMES (4) addressed names, a sender name, a time, ids and a few small numbers: about 15 KB
+// of JSON for a full window of busy IRC. A reply to a message older than the window cannot be linked by the model; an explicit
 // reply_to_message_id naming such a message is not known either (the caller may know it).
 //
 // Ownership: rememberMessage mutates the window it is given (appends, drops the oldest past the
