@@ -341,7 +341,8 @@ test('Grafana: provisioned datasource and dashboard, and every queried metric is
   enableProcessMetrics();
   taskMetrics();
   const tracker = new ConversationTracker({} as ConstructorParameters<typeof ConversationTracker>[0]);
-  await tracker.init({ partition: 0, store: { get: async () => null } } as unknown as Parameters<ConversationTracker['init']>[0]);
+  const emptyStore = { get: async () => null, range: async () => [], scan: async () => undefined, write: async () => undefined };
+  await tracker.init({ partition: 0, store: emptyStore } as unknown as Parameters<ConversationTracker['init']>[0]);
   await tracker.restored();
   const registered = new Map((await registry.getMetricsAsJSON()).map((m) => [m.name, String(m.type)]));
 
