@@ -715,7 +715,9 @@ test('2. the controller quorum leader SIGKILLed under live traffic and restarted
     await live.start();
     const tracker = spawn(s, 'tracker', 'tracker');
     const etl = spawn(s, 'etl', 'etl');
-    await waitFor('live conversations sealing', 90_000, async () => (watcher.seen.length >= 20 ? true : undefined), 200);
+    // Steady: every partition seals live conversations.
+    await waitFor('live conversations sealing on every partition', 120_000, async () =>
+      (s.partitions.every((p) => watcher.seen.filter((x) => x.partition === p).length >= 3) ? true : undefined), 200);
     const steadyAt = Date.now();
     await sleep(10_000);
     const before = cluster.quorumLeader();
