@@ -8,6 +8,7 @@
 // offsets like the tracker. Prints {"event":"copy", records, transactions, ms, firstBatchMs}
 // once it has copied EXPECTED records, then keeps running until stopped.
 // Environment: TOPIC, OUTPUT, EXPECTED, GROUP, FETCH_MAX_BYTES_PER_PARTITION (default 16MiB).
+import '../src/kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
 import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
 import { parseBytes } from '../src/config';
 

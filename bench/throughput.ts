@@ -116,7 +116,8 @@ async function getJson<T>(url: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-interface StatusPartition { partition: number; state: string; position: number; end: number; caughtUp: boolean; restoreMs: number; restoredRecords: number }
+/** A partition in `GET /v1/tracker/status` (snake_case, as the API answers). */
+interface StatusPartition { partition: number; state: string; position: number; end: number; caught_up: boolean; restore_ms: number; restored_records: number }
 
 function rateOf(records: number, ms: number | null): number {
   return ms === null || ms <= 0 ? NaN : (records * 1000) / ms;
@@ -366,8 +367,8 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
       if (status.length > 0) {
         result.restore = {
           changelogRecords, storeMb, changelogMb: changelogBytes / 1e6,
-          restoreMs: Math.max(...status.map((p) => p.restoreMs)),
-          restoredRecords: status.reduce((s, p) => s + p.restoredRecords, 0),
+          restoreMs: Math.max(...status.map((p) => p.restore_ms)),
+          restoredRecords: status.reduce((s, p) => s + p.restored_records, 0),
           readyMs,
         };
       }
