@@ -82,7 +82,7 @@ async function heapMb(port: number): Promise<{ heapUsedMb: number; externalMb: n
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
     const get = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1_048_576;
-    return { heapUsedMb: get('chatstats_nodejs_heap_size_used_bytes'), externalMb: get('chatstats_nodejs_external_memory_bytes') };
+    return { heapUsedMb: get('nodejs_heap_size_used_bytes'), externalMb: get('nodejs_external_memory_bytes') };
   } catch {
     return { heapUsedMb: NaN, externalMb: NaN };
   }

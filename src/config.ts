@@ -44,6 +44,8 @@ export interface Config {
    * evenly across the stores it may open (one per input partition).
    */
   stateMemoryBytes: number;
+  /** STATE_CACHE: the tracker's cache of chat states (estimated heap bytes), split across a process's tasks. */
+  stateCacheBytes: number;
   metricsPort: number;
   /** The address the HTTP server (metrics, health, status) listens on; 0.0.0.0 is every IPv4 interface. */
   metricsHost: string;
@@ -231,6 +233,7 @@ export function loadConfig(env: Env = process.env): Config {
     punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '16MiB'),
     stateMemoryBytes: r.bytes('STATE_MEMORY', '128MiB', 16 * 1_048_576),
+    stateCacheBytes: r.bytes('STATE_CACHE', '48MiB', 1_048_576),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     metricsHost: r.string('METRICS_HOST', '0.0.0.0'),
     kafkaSsl: r.bool('KAFKA_SSL', false),

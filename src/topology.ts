@@ -17,7 +17,8 @@ import { threadLinkerFor } from './boundaries/linker';
 import { JavaCompatiblePartitioner } from './records/partitioner';
 import type { RecordCodec } from './records/codec';
 
-export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger): Topology {
+/** `tasks`: the most tasks the process may run (the input's partitions), to split STATE_CACHE. */
+export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger, tasks = cfg.topicPartitions): Topology {
   const t = topicNames(cfg);
   // Chat types in thread mode (CONVERSATION_MODE_BY_TYPE) are split by the committed thread model.
   const rules = rulesConfigFrom(cfg, threadLinkerFor(cfg.modeByType));
@@ -31,7 +32,9 @@ export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger): T
     name: 'tracker',
     source: t.messages,
     store: { name: 'chat-state', changelog: t.trackerChangelog },
-    processor: () => new ConversationTracker({ rules, topics: t, codec: io, log, maxSealsPerPunctuation: cfg.punctuateMaxSeals }),
+    processor: () => new ConversationTracker({
+      rules, topics: t, codec: io, log, maxSealsPerPunctuation: cfg.punctuateMaxSeals, cacheBytes: Math.floor(cfg.stateCacheBytes / Math.max(1, tasks)),
+    }),
     sinks: { sealed: t.sealed, late: t.late, dlq: t.messagesDlq, commandResults: t.commandResults },
     createPartitioner: JavaCompatiblePartitioner,
   };

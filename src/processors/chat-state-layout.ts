@@ -64,7 +64,7 @@ export function parseKey(key: string): LayoutKey {
 // --- record encodings ----------------------------------------------------------------------------
 
 /** The chat record: compact JSON, field names of one letter. */
-interface MetaRecord {
+export interface MetaRecord {
   v: number;
   /** chat type */
   t: string | null;
@@ -169,11 +169,10 @@ export function newStoredChat(chat: string): StoredChat {
  * thread mode) its window records, each list in key order. Null when the chat has no chat record.
  */
 export function assembleChat(
-  chat: string, meta: Buffer | undefined, messages: [string, Buffer][], sealed: [string, Buffer][], windowEntries: [string, Buffer][] = [],
+  chat: string, meta: Buffer | MetaRecord | undefined, messages: [string, Buffer][], sealed: [string, Buffer][], windowEntries: [string, Buffer][] = [],
 ): StoredChat | null {
   if (!meta) return null;
-  const text = meta.toString('utf8');
-  const rec = JSON.parse(text) as MetaRecord;
+  const rec = Buffer.isBuffer(meta) ? parseMeta(meta) : meta;
   if (rec.v !== STATE_VERSION) throw new Error(`chat record of ${chat} has version ${String(rec.v)} (expected ${STATE_VERSION})`);
   const sc = newStoredChat(chat);
   const state = sc.state;
@@ -228,6 +227,11 @@ export function assembleChat(
   }
   sc.meta = encodeMeta(sc);
   return sc;
+}
+
+/** The chat record's fields (assembleChat checks its version). */
+export function parseMeta(meta: Buffer): MetaRecord {
+  return JSON.parse(meta.toString('utf8')) as MetaRecord;
 }
 
 /** A chat from its version-1 record, not yet written in this layout (`meta` null). */

@@ -13,7 +13,10 @@
 //                                  not logged yet (deleted with the commit that logs it)
 //   m:open                         open conversation count (for the gauge)
 // Loaded chats are cached; changed ones are written at the task's commit, after which the cache
-// holds at most CACHE_LIMIT chats and CACHE_BYTES of open messages (state lives on disk).
+// is trimmed to its budget (cacheBytes, the task's share of STATE_CACHE), least recently changed
+// chats first: the state lives on disk, the cache only saves reads. The budget counts an estimate
+// of each chat's heap size (see heapEstimate), kept up to date at each commit for the chats the
+// commit changed, so trimming costs the chats it evicts, not the size of the cache.
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Processor, ProcessorContext, InputRecord } from '../runtime/processor';
@@ -21,7 +24,7 @@ import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
 import { type ChatState, type Output, type RulesConfig, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
-  type StoredChat, type RecordWrites, assembleChat, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
+  type StoredChat, type RecordWrites, assembleChat, parseMeta, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
   prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
@@ -30,11 +33,14 @@ import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
 
 export const COMMAND_HEADER = 'chatstats-command';
-const CACHE_LIMIT = 10_000;
-/** Open message bytes (as counted for CONVERSATION_MAX_BYTES) the cache keeps after a commit. */
-const CACHE_BYTES = 16 * 1024 * 1024;
+/** The default cache budget of one task (STATE_CACHE split across a process's tasks). */
+export const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 const DUE_CHUNK = 1000;
-const TRIM_EVERY = 64;
+const LOAD_CONCURRENCY = 32;
+/** Heap estimate: per cached chat, per open message beyond its counted bytes, per remembered sealed id. */
+const CHAT_OVERHEAD = 600;
+const MESSAGE_OVERHEAD = 160;
+const SEALED_ID_OVERHEAD = 32;
 
 /** What the tracker needs of the record formats. */
 export interface TrackerCodec {
@@ -57,19 +63,29 @@ export interface TrackerDeps {
    * between them (the runtime punctuates again while something is due). check-sealing is not bounded.
    */
   maxSealsPerPunctuation?: number;
+  /** Budget of the chat cache, in estimated heap bytes (default DEFAULT_CACHE_BYTES). */
+  cacheBytes?: number;
 }
 
 interface Entry extends StoredChat {
   /** The due time under which the chat is indexed in the store (null: not indexed). */
   indexed: number | null;
   open: number;
+  /** Its heap estimate as counted in the cache's total. */
+  heap: number;
 }
 
 const pad = (n: number) => String(Math.max(0, Math.floor(n))).padStart(15, '0');
 const indexKey = (due: number, chatId: string) => `d:${pad(due)}:${chatId}`;
 const indexedKey = (chatId: string) => `x\u0000${chatId}`;
 const pendingUpgradeKey = (chatId: string) => `u\u0000${chatId}`;
-const openBytes = (state: ChatState) => { let n = 0; for (const c of state.open) n += c.bytes; return n; };
+/** A chat's heap size, estimated from what it holds: open messages (their counted bytes) and remembered sealed ids. */
+function heapEstimate(state: ChatState): number {
+  let n = CHAT_OVERHEAD;
+  for (const c of state.open) n += c.bytes + MESSAGE_OVERHEAD * c.messages.length;
+  for (const x of state.sealed) for (const id of x.messageIds) n += id.length + SEALED_ID_OVERHEAD;
+  return n;
+}
 
 let metrics: ReturnType<typeof createMetrics> | null = null;
 function createMetrics() {
@@ -95,7 +111,10 @@ function m() { return (metrics ??= createMetrics()); }
 
 export class ConversationTracker implements Processor {
   private ctx!: ProcessorContext;
+  /** Loaded chats, least recently changed first (a chat moves to the end when a commit writes it). */
   private readonly cache = new Map<string, Entry>();
+  private cacheHeap = 0;
+  private readonly cacheBudget: number;
   private readonly dirty = new Set<string>();
   /** This transaction's record writes, and the keys among them first written by it. */
   private writes: RecordWrites = new Map();
@@ -115,6 +134,7 @@ export class ConversationTracker implements Processor {
 
   constructor(private readonly deps: TrackerDeps) {
     this.now = deps.now ?? Date.now;
+    this.cacheBudget = deps.cacheBytes ?? DEFAULT_CACHE_BYTES;
   }
 
   async init(ctx: ProcessorContext): Promise<void> {
@@ -392,25 +412,38 @@ export class ConversationTracker implements Processor {
   // --- state ---------------------------------------------------------------------------------
 
   /** Reads a chat from the store (null: the store has no record of it). */
-  private async read(chat: string): Promise<StoredChat | null> {
-    const store = this.ctx.store;
-    const meta = await store.get(metaKey(chat));
+  private async read(chat: string, known?: Buffer | null): Promise<StoredChat | null> {
+    const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known;
     if (!meta) return null;
-    const mp = messagePrefix(chat);
-    const sp = sealedPrefix(chat);
-    const messages: [string, Buffer][] = [];
-    await store.scan(mp, prefixEnd(mp), (k, v) => { messages.push([k, v]); });
-    const sealed = await store.range(sp, prefixEnd(sp), 1000);
-    const wp = windowPrefix(chat);
-    const window = await store.range(wp, prefixEnd(wp), 100_000);
-    return assembleChat(chat, meta, messages, sealed, window);
+    // The chat record says which of its other ranges hold anything: read only those, at once.
+    const rec = parseMeta(meta);
+    const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
+    const [messages, sealed, window] = await Promise.all([
+      rec.o.length > 0 ? range(messagePrefix(chat), Infinity) : [],
+      rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
+      rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
+    ]);
+    return assembleChat(chat, rec, messages, sealed, window);
   }
 
+  /** Loads chats into the cache: their chat records in one read, then each chat's ranges, all chats at once. */
   private async load(chats: string[]): Promise<void> {
-    for (const chat of chats) {
-      const sc = await this.read(chat);
+    if (chats.length === 0) return;
+    const metas = await this.ctx.store.getMany(chats.map(metaKey));
+    const read: (StoredChat | null)[] = new Array(chats.length);
+    // At most LOAD_CONCURRENCY chats' reads in flight: each holds open iterators in the store.
+    for (let from = 0; from < chats.length; from += LOAD_CONCURRENCY) {
+      const to = Math.min(chats.length, from + LOAD_CONCURRENCY);
+      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, metas[from + i] ?? null)));
+      for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
+    }
+    for (let i = 0; i < chats.length; i++) {
+      const chat = chats[i]!;
+      const sc = read[i]!;
       const indexed = sc ? nextDeadline(sc.state, this.deps.rules) : null;
-      const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0 };
+      const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0, heap: 0 };
+      entry.heap = heapEstimate(entry.state);
+      this.cacheHeap += entry.heap;
       this.cache.set(chat, entry);
     }
   }
@@ -432,9 +465,16 @@ export class ConversationTracker implements Processor {
       const value = recordValue(lazy);
       ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
     }
-    this.cache.delete(chat);
+    this.uncache(chat);
     this.restoredChats.add(chat);
     return ops;
+  }
+
+  private uncache(chat: string): void {
+    const e = this.cache.get(chat);
+    if (e === undefined) return;
+    this.cacheHeap -= e.heap;
+    this.cache.delete(chat);
   }
 
   private entry(chat: string): Entry {
@@ -481,6 +521,12 @@ export class ConversationTracker implements Processor {
       const open = e.state.open.length;
       this.openTotal += open - e.open;
       e.open = open;
+      // Most recently changed: to the end of the cache's order, with its new size.
+      const heap = heapEstimate(e.state);
+      this.cacheHeap += heap - e.heap;
+      e.heap = heap;
+      this.cache.delete(chat);
+      this.cache.set(chat, e);
     }
     for (const [key, lazy] of this.writes) {
       const k = parseKey(key);
@@ -500,26 +546,20 @@ export class ConversationTracker implements Processor {
     this.trimCache();
   }
 
-  /** Keeps memory bounded: drops the oldest loaded chats beyond the count and byte limits. */
+  /** Keeps memory bounded: evicts the least recently changed chats while over the budget (none is dirty here). */
   private trimCache(): void {
-    // Walking the cache costs its size: do it when over the count, or every TRIM_EVERY commits.
-    if (this.cache.size <= CACHE_LIMIT && ++this.commitsSinceTrim < TRIM_EVERY) return;
-    this.commitsSinceTrim = 0;
-    const over = this.cache.size - CACHE_LIMIT;
-    let bytes = 0;
-    const keys = [...this.cache.keys()];
-    // A Map iterates in load order: keep the newest within the budget.
-    for (let k = keys.length - 1; k >= 0; k--) {
-      bytes += openBytes(this.cache.get(keys[k]!)!.state);
-      if (bytes > CACHE_BYTES || k < over) this.cache.delete(keys[k]!);
+    for (const [chat, e] of this.cache) {
+      if (this.cacheHeap <= this.cacheBudget) break;
+      this.cacheHeap -= e.heap;
+      this.cache.delete(chat);
     }
   }
-  private commitsSinceTrim = 0;
 
   abort(): void {
     this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
     // Cached chats may hold changes of the failed transaction: reload from the store.
     this.cache.clear();
+    this.cacheHeap = 0;
     this.dirty.clear();
     this.writes = new Map();
     this.fresh.clear();
@@ -531,6 +571,7 @@ export class ConversationTracker implements Processor {
   async close(): Promise<void> {
     m().open.remove({ partition: String(this.ctx.partition) });
     this.cache.clear();
+    this.cacheHeap = 0;
   }
 
   /** Open conversations of one chat, for status queries. */

@@ -39,7 +39,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   setStateMemory(cfg.stateMemoryBytes, sourcePartitions);
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   await codec.init();
-  const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log), {
+  const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log, sourcePartitions), {
     appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer,
     fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition,
   }, log);
