@@ -22,7 +22,10 @@ RUN npx tsc -p tsconfig.json \
 # --- runtime: node, production dependencies, the compiled code and the files it reads ----------
 FROM node:20-bookworm-slim AS runtime
 RUN apt-get update && apt-get install -y --no-install-recommends libatomic1 && rm -rf /var/lib/apt/lists/*
+# MALLOC_ARENA_MAX: glibc's malloc otherwise keeps an arena per thread (RocksDB's and libuv's),
+# which holds freed native memory: the soak's RSS is lower and flatter with two (BENCHMARKS.md).
 ENV NODE_ENV=production \
+    MALLOC_ARENA_MAX=2 \
     LOG_FORMAT=json \
     STATE_DIR=/var/lib/chatstats/state \
     METRICS_PORT=9464

@@ -7,7 +7,7 @@
 // Run as a child process by the throughput benchmark, which times it by its group's committed
 // offsets like the tracker. Prints {"event":"copy", records, transactions, ms, firstBatchMs}
 // once it has copied EXPECTED records, then keeps running until stopped.
-// Environment: TOPIC, OUTPUT, EXPECTED, GROUP, FETCH_MAX_BYTES_PER_PARTITION (default 16MiB).
+// Environment: TOPIC, OUTPUT, EXPECTED, GROUP, FETCH_MAX_BYTES_PER_PARTITION (default 8MiB, as the tracker's).
 import '../src/kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
 import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
 import { parseBytes } from '../src/config';
@@ -21,7 +21,7 @@ async function main(): Promise<void> {
   const output = process.env.OUTPUT!;
   const group = process.env.GROUP!;
   const expected = Number(process.env.EXPECTED ?? Infinity);
-  const fetchBytes = parseBytes(process.env.FETCH_MAX_BYTES_PER_PARTITION ?? '16MiB');
+  const fetchBytes = parseBytes(process.env.FETCH_MAX_BYTES_PER_PARTITION ?? '8MiB');
   const kafka = new Kafka({ clientId: 'bench-copy', brokers: [process.env.KAFKA_BROKERS ?? '127.0.0.1:9092'], logLevel: logLevel.NOTHING });
   const consumer = kafka.consumer({
     groupId: group, readUncommitted: false, maxBytesPerPartition: fetchBytes, maxBytes: Math.max(10_485_760, 2 * fetchBytes),

@@ -15,7 +15,7 @@
 // an SVG plot (RSS, RssAnon and lag against time) next to the JSON in bench/results/.
 //   npm run bench -- soak                 20 minutes
 //   npm run bench -- soak --minutes 3     a quick try
-//   RATE=3000 CHATS=20000 ACTIVE=3000 GAP=30s STATE_MEMORY=128MiB npm run bench -- soak
+//   RATE=3000 CHATS=20000 ACTIVE=3000 GAP=30s STATE_MEMORY=64MiB npm run bench -- soak
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseBytes, parseDuration } from '../src/config';
@@ -175,13 +175,14 @@ export async function runSoak(opts: {
   const chats = opts.chats ?? 20_000;
   const active = Math.min(chats, opts.active ?? 3000);
   const gapMs = opts.gapMs ?? 30_000;
-  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '128MiB';
+  const stateMemory = opts.stateMemory ?? process.env.STATE_MEMORY ?? '64MiB';
   parseBytes(stateMemory);
   const { log } = opts;
   const kafka = benchKafka('bench-soak');
   const admin = kafka.admin();
   await admin.connect();
-  const run = newRun('soak', { CONVERSATION_GAP: `${gapMs}ms`, STATE_MEMORY: stateMemory });
+  // The tracker as the Dockerfile runs it: glibc malloc limited to two arenas.
+  const run = newRun('soak', { CONVERSATION_GAP: `${gapMs}ms`, STATE_MEMORY: stateMemory, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' });
   const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
   const group = `${run.appId}-tracker`;
   const children: Child[] = [];

@@ -42,7 +42,7 @@ const WRITE_BUFFERS = 2;
 const MIN_WRITE_BUFFER_BYTES = 1 * MiB;
 
 /** The default of STATE_MEMORY (config.ts reads and validates the setting). */
-export const DEFAULT_STATE_MEMORY_BYTES = 128 * MiB;
+export const DEFAULT_STATE_MEMORY_BYTES = 64 * MiB;
 
 /** How a store's share of the budget is spent. */
 export interface StoreMemory {

@@ -132,9 +132,11 @@ test('STATE_MEMORY is split across the stores: memtables, and a block cache once
   }
 });
 
-test('STATE_MEMORY: default 128MiB, sizes with units, at least 16MiB', () => {
-  assert.equal(loadConfig({}).stateMemoryBytes, 128 * MiB);
-  assert.equal(DEFAULT_STATE_MEMORY_BYTES, 128 * MiB);
+test('STATE_MEMORY: default 64MiB, sizes with units, at least 16MiB; STATE_CACHE default 32MiB', () => {
+  assert.equal(loadConfig({}).stateMemoryBytes, 64 * MiB);
+  assert.equal(DEFAULT_STATE_MEMORY_BYTES, 64 * MiB);
+  assert.equal(loadConfig({}).stateCacheBytes, 32 * MiB);
+  assert.throws(() => loadConfig({ STATE_CACHE: '100KB' }), (e: unknown) => e instanceof ConfigError && e.variable === 'STATE_CACHE');
   assert.equal(loadConfig({ STATE_MEMORY: '1GiB' }).stateMemoryBytes, 1024 * MiB);
   assert.equal(loadConfig({ STATE_MEMORY: '300MB' }).stateMemoryBytes, 300_000_000);
   for (const bad of ['12MiB', 'lots', '-5MiB', '1TB']) {
