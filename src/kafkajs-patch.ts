@@ -31,10 +31,8 @@ export function groupMessagesPerPartition({ topic, partitionMetadata, messages, 
 }
 
 const file = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/producer/groupMessagesPerPartition.js');
-const sendMessagesFile = path.join(path.dirname(file), 'sendMessages.js');
-const loadedBefore = require.cache[sendMessagesFile] !== undefined;
-
-if (!loadedBefore && require.cache[file] === undefined) {
+// Loaded already (by kafkajs, imported before this module): too late, kafkajsPatched() is false.
+if (require.cache[file] === undefined) {
   const m = new Module(file, module);
   m.filename = file;
   m.loaded = true;

@@ -22,7 +22,7 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Processor, ProcessorContext, InputRecord } from '../runtime/processor';
 import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
-import { type ChatState, type Output, type RulesConfig, nextDeadline, openConversations, step } from '../sessionization/rules';
+import { type ChatState, type Output, type RulesConfig, type SealedSummary, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, assembleChat, parseMeta, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
   prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
@@ -79,11 +79,27 @@ const pad = (n: number) => String(Math.max(0, Math.floor(n))).padStart(15, '0');
 const indexKey = (due: number, chatId: string) => `d:${pad(due)}:${chatId}`;
 const indexedKey = (chatId: string) => `x\u0000${chatId}`;
 const pendingUpgradeKey = (chatId: string) => `u\u0000${chatId}`;
+/**
+ * Heap estimate of a remembered sealed conversation, kept with it: summaries never change once
+ * made, and a chat's estimate is taken at every commit that changes it, so walking their ids each
+ * time would cost the chat's whole remembered history per message.
+ */
+const summaryHeap = new WeakMap<SealedSummary, number>();
+function sealedHeap(x: SealedSummary): number {
+  let n = summaryHeap.get(x);
+  if (n === undefined) {
+    n = 0;
+    for (const id of x.messageIds) n += id.length + SEALED_ID_OVERHEAD;
+    summaryHeap.set(x, n);
+  }
+  return n;
+}
+
 /** A chat's heap size, estimated from what it holds: open messages (their counted bytes) and remembered sealed ids. */
 function heapEstimate(state: ChatState): number {
   let n = CHAT_OVERHEAD;
   for (const c of state.open) n += c.bytes + MESSAGE_OVERHEAD * c.messages.length;
-  for (const x of state.sealed) for (const id of x.messageIds) n += id.length + SEALED_ID_OVERHEAD;
+  for (const x of state.sealed) n += sealedHeap(x);
   return n;
 }
 
