@@ -481,6 +481,14 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
 
     got = await awaitCompletion(run, [a2], 90_000);
     elapsed = Date.now() - visible;
+    // B1 may have finished A1's old partitions before its kill, so the output can be complete
+    // before the group hands them to A2: wait for that hand-over (it must come, B1 was evicted),
+    // so that A2 opens every store A1 left without a checkpoint.
+    await waitFor('A2 owns and has restored every partition', 60_000, async () => {
+      const held = assignedOf(a2);
+      if (held?.length !== all) return undefined;
+      return held.every((p) => restoresOf('', a2).some((r) => r.partition === p)) ? true : undefined;
+    }, 25);
     timeline.push(`A2 owns ${JSON.stringify(assignedOf(a2))} at the end`);
     await stopClean(a2);
   } catch (e) {
