@@ -40,6 +40,10 @@ for var in TOPIC_REPLICATION_FACTOR TOPIC_MIN_INSYNC_REPLICAS; do
   fi
 done
 
+# The readiness checks are node scripts on kafkajs and pg: without the project's packages they
+# could never succeed, and the wait would end in a misleading "not ready" after its time limit.
+[ -d "$(dirname "$0")/../node_modules/kafkajs" ] || { echo "infra:up: the npm packages are not installed; run npm ci first" >&2; exit 2; }
+
 started=$(date +%s%N)
 mkdir -p "$INFRA_HOME"
 
