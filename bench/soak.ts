@@ -36,6 +36,9 @@ export interface SoakSample {
   /** V8's heap in use and external memory (Buffers), from the tracker's /metrics. */
   heapUsedMb: number;
   externalMb: number;
+  /** The tracker's cache misses so far, and the records they read (its /metrics). */
+  chatLoads: number;
+  chatLoadRecords: number;
   produced: number;
   committed: number;
   lag: number;
@@ -78,13 +81,16 @@ function procStatus(pid: number | undefined): { rssMb: number; rssAnonMb: number
   }
 }
 
-async function heapMb(port: number): Promise<{ heapUsedMb: number; externalMb: number }> {
+async function trackerMetrics(port: number): Promise<{ heapUsedMb: number; externalMb: number; chatLoads: number; chatLoadRecords: number }> {
   try {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(3000) })).text();
-    const get = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1_048_576;
-    return { heapUsedMb: get('nodejs_heap_size_used_bytes'), externalMb: get('nodejs_external_memory_bytes') };
+    const get = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN);
+    return {
+      heapUsedMb: get('nodejs_heap_size_used_bytes') / 1_048_576, externalMb: get('nodejs_external_memory_bytes') / 1_048_576,
+      chatLoads: get('chatstats_tracker_chat_loads_total'), chatLoadRecords: get('chatstats_tracker_chat_load_records_total'),
+    };
   } catch {
-    return { heapUsedMb: NaN, externalMb: NaN };
+    return { heapUsedMb: NaN, externalMb: NaN, chatLoads: NaN, chatLoadRecords: NaN };
   }
 }
 
@@ -228,10 +234,14 @@ export async function runSoak(opts: {
       const end = await topicEnd(admin, topics.messages).catch(() => NaN);
       const committed = await groupCommitted(admin, group, topics.messages).catch(() => NaN);
       const m = procStatus(tracker.proc.pid);
-      const h = await heapMb(port);
+      const h = await trackerMetrics(port);
+      const prev = samples.at(-1);
       samples.push({ t: Math.round((Date.now() - t0) / 1000), ...m, ...h, produced, committed, lag: Math.max(0, end - committed) });
       const s = samples.at(-1)!;
-      log(`[soak] ${(s.t / 60).toFixed(1)} min: RSS ${fmtInt(s.rssMb)} MB (anon ${fmtInt(s.rssAnonMb)}, heap ${fmtInt(s.heapUsedMb)}), lag ${fmtInt(s.lag)}, ${fmtInt(produced)} produced`);
+      // Cache misses in the last interval: how many, and how many records each read.
+      const loads = prev ? s.chatLoads - prev.chatLoads : s.chatLoads;
+      const perLoad = loads > 0 ? (s.chatLoadRecords - (prev?.chatLoadRecords ?? 0)) / loads : 0;
+      log(`[soak] ${(s.t / 60).toFixed(1)} min: RSS ${fmtInt(s.rssMb)} MB (anon ${fmtInt(s.rssAnonMb)}, heap ${fmtInt(s.heapUsedMb)}), lag ${fmtInt(s.lag)}, ${fmtInt(produced)} produced; chat loads ${fmtInt(loads)} (${perLoad.toFixed(0)} records each)`);
     };
     await sample();
     let nextSample = t0 + 10_000;

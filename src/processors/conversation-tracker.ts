@@ -119,6 +119,10 @@ function createMetrics() {
       name: 'chatstats_seal_delay_seconds', help: 'Wall-clock seals: seconds from the deadline (ended_at + gap + grace), or from catching up if later, to sealed_at',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
     }),
+    // The cache's misses and what they cost: a load reads the chat's open message records, so
+    // records per load shows whether the open state fits the cache (STATE_CACHE) or is re-read.
+    chatLoads: new Counter({ name: 'chatstats_tracker_chat_loads_total', help: 'Chats read from the store into the cache (cache misses)', registers: [registry] }),
+    chatLoadRecords: new Counter({ name: 'chatstats_tracker_chat_load_records_total', help: 'Open-message and sealed-summary records read by chat loads', registers: [registry] }),
     commands: zeroed(new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
       ['FORCE_SEAL', 'CHECK_SEALING'].map((type) => ({ type }))),
   };
@@ -144,6 +148,8 @@ export class ConversationTracker implements Processor {
   /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
   private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
+  /** Records read by the chat loads in progress (counted once per load into the metric). */
+  private loadedRecords = 0;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
@@ -439,6 +445,7 @@ export class ConversationTracker implements Processor {
       rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
     ]);
+    this.loadedRecords += messages.length + sealed.length + window.length;
     return assembleChat(chat, rec, messages, sealed, window);
   }
 
@@ -453,6 +460,10 @@ export class ConversationTracker implements Processor {
       const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, metas[from + i] ?? null)));
       for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
     }
+    const mm = m();
+    mm.chatLoads.inc(chats.length);
+    mm.chatLoadRecords.inc(this.loadedRecords);
+    this.loadedRecords = 0;
     for (let i = 0; i < chats.length; i++) {
       const chat = chats[i]!;
       const sc = read[i]!;
