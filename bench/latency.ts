@@ -233,11 +233,14 @@ const TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number;
   { label: 'seal timer, no settle time (before v2)', sealTimer: 'deadline', tickMs: 1000, settle: '0ms' },
 ];
 
+/** A tracker's name in this benchmark (its run's and its log file's). */
+const trackerName = (t: (typeof TRACKERS)[number]) => `latency-${t.sealTimer}-${t.tickMs}${t.settle === undefined ? '' : '-nosettle'}`;
+
 export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; coincide?: boolean; log: (s: string) => void }): Promise<SealDelayResult> {
   const kafka = benchKafka('bench-latency');
   const admin = kafka.admin();
   await admin.connect();
-  const runs = TRACKERS.map((t) => newRun(`latency-${t.sealTimer}${t.tickMs}${t.settle === undefined ? '' : '-nosettle'}`, {
+  const runs = TRACKERS.map((t) => newRun(trackerName(t), {
     CONVERSATION_GAP: `${GAP_MS}ms`, PUNCTUATE_INTERVAL: `${t.tickMs}ms`, SEAL_TIMER: t.sealTimer,
     CONVERSATION_SETTLE: t.settle ?? `${SETTLE_MS}ms`,
   }));
@@ -343,7 +346,7 @@ export async function runSealDelay(opts: { chats: number; seconds: number; seedC
     for (const c of children) await c.stop('SIGTERM', 20_000).catch(() => undefined);
     if (process.env.BENCH_TRACKER_LOG_DIR) {
       children.forEach((c, i) => {
-        if (i < TRACKERS.length) writeFileSync(path.join(process.env.BENCH_TRACKER_LOG_DIR!, `latency-${TRACKERS[i]!.sealTimer}-${TRACKERS[i]!.tickMs}${TRACKERS[i]!.settle === undefined ? '' : '-nosettle'}.log`), c.output());
+        if (i < TRACKERS.length) writeFileSync(path.join(process.env.BENCH_TRACKER_LOG_DIR!, `${trackerName(TRACKERS[i]!)}.log`), c.output());
       });
     }
     await cleanup(admin, runs.flatMap((run) => [run.prefix, run.appId])).catch(() => 0);

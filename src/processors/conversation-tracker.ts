@@ -148,8 +148,6 @@ export class ConversationTracker implements Processor {
   /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
   private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
-  /** Records read by the chat loads in progress (counted once per load into the metric). */
-  private loadedRecords = 0;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
@@ -445,7 +443,6 @@ export class ConversationTracker implements Processor {
       rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
     ]);
-    this.loadedRecords += messages.length + sealed.length + window.length;
     return assembleChat(chat, rec, messages, sealed, window);
   }
 
@@ -460,19 +457,20 @@ export class ConversationTracker implements Processor {
       const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, metas[from + i] ?? null)));
       for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
     }
-    const mm = m();
-    mm.chatLoads.inc(chats.length);
-    mm.chatLoadRecords.inc(this.loadedRecords);
-    this.loadedRecords = 0;
+    let records = 0;
     for (let i = 0; i < chats.length; i++) {
       const chat = chats[i]!;
       const sc = read[i]!;
+      // The records this chat's read returned: one per open message, remembered seal and window entry.
+      if (sc) records += sc.seqOf.size + sc.sealedList.length + sc.windowList.length;
       const indexed = sc ? nextDeadline(sc.state, this.deps.rules) : null;
       const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0, heap: 0 };
       entry.heap = heapEstimate(entry.state);
       this.cacheHeap += entry.heap;
       this.cache.set(chat, entry);
     }
+    m().chatLoads.inc(chats.length);
+    m().chatLoadRecords.inc(records);
   }
 
   /**

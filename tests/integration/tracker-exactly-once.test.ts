@@ -438,11 +438,12 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
     // read; then the backlog appears at once (one upstream transaction), so both work from the start.
     const a1 = spawnTracker('A1', envA, procs);
     const b1 = spawnTracker('B1', envB, procs);
+    // Whether an instance has restored every partition it was assigned.
+    const restored = (c: ChildRole, ps: number[]) => ps.every((p) => restoresOf('', c).some((r) => r.partition === p));
     await waitFor('A1 and B1 share the partitions, restored', 60_000, async () => {
       const a = assignedOf(a1);
       const b = assignedOf(b1);
       if (!a || !b || a.length === 0 || b.length === 0 || a.length + b.length !== all) return undefined;
-      const restored = (c: ChildRole, ps: number[]) => ps.every((p) => restoresOf('', c).some((r) => r.partition === p));
       return restored(a1, a) && restored(b1, b) ? true : undefined;
     }, 50);
     timeline.push(`A1 ${JSON.stringify(assignedOf(a1))} and B1 ${JSON.stringify(assignedOf(b1))} share the partitions ${Date.now() - started} ms after the start`);
@@ -486,8 +487,7 @@ test('two trackers in one group, one SIGKILLed and restarted, then the other: ev
     // so that A2 opens every store A1 left without a checkpoint.
     await waitFor('A2 owns and has restored every partition', 60_000, async () => {
       const held = assignedOf(a2);
-      if (held?.length !== all) return undefined;
-      return held.every((p) => restoresOf('', a2).some((r) => r.partition === p)) ? true : undefined;
+      return held?.length === all && restored(a2, held) ? true : undefined;
     }, 25);
     timeline.push(`A2 owns ${JSON.stringify(assignedOf(a2))} at the end`);
     await stopClean(a2);
