@@ -1,13 +1,21 @@
 // How the tracker keeps a chat's state (src/sessionization/rules.ts' ChatState) in its task's
 // store and changelog: one record per thing that changes independently, so that a message is
-// written once while its conversation is open and a transaction writes only what it changed.
+// written once while its conversation is open, a transaction writes only what it changed, and a
+// chat can be loaded without reading its open messages back.
 //
 //   c␀<chat>          the chat's structure: type, reaches, the open conversations' starts and
 //                     continuations, the sequence numbers of its remembered sealed conversations.
 //                     Rewritten only when that structure changes (a conversation opens, merges,
 //                     moves its start or is sealed), not when a message joins.
-//   m␀<chat>␀<seq>    one open message, with the processing time it arrived at. Written once;
-//                     deleted (a tombstone in the changelog) when its conversation is sealed.
+//   o␀<chat>          the open conversations' summaries, in the chat record's order: end, message
+//                     count, bytes, arrival time, first message id; with the chat's clock and next
+//                     arrival sequence number. Small; rewritten when a message joins. With the chat
+//                     record it is all the rules need until a seal (sessionization/rules.ts,
+//                     OpenConversation).
+//   n␀<chat>␀<id>     one open message, keyed by its message_id, with its arrival sequence number
+//                     and time. Written once; deleted (a tombstone in the changelog) when its
+//                     conversation is sealed. Keyed by id so that a re-sent message of a chat
+//                     loaded from its summaries is found by a point read (a duplicate).
 //   h␀<chat>␀<seq>    one remembered sealed conversation: span, gap, reason and message ids.
 //                     Written at the seal; deleted when the chat forgets it (SEALED_HISTORY).
 //   w␀<chat>␀<seq>    thread mode only: one entry of the thread model's window (what the model
@@ -16,29 +24,35 @@
 // (␀ is U+0000.) The changelog's keys are the store's keys, so compaction keeps the changelog at
 // the size of the open state plus the remembered summaries. In gap mode, which open conversation a
 // message belongs to is not stored: open conversations' spans are disjoint and sorted, so a
-// message belongs to the one with the latest start at or before its sent_at (merges cost no
-// write). In thread mode threads interleave: each thread has a tag (a number of the chat's, in the
-// chat record) and each message record names its thread's tag and its link. A conversation's end,
-// size, byte count and arrival time are recomputed from its messages when the chat is loaded.
+// message belongs to the one whose span holds its sent_at (merges cost no write). In thread mode
+// threads interleave: each thread has a tag (a number of the chat's, in the chat record) and each
+// message record names its thread's tag and its link. A chat in thread mode, or of no known type
+// yet, is always loaded with its messages (the thread model links by message id).
 //
-// Version 1 of the tracker logged the whole encoded ChatState under the bare chat id (and kept it
-// under `s:<chat>` in the store). Such records are read and converted (see `upgradeV1`); the
-// converted chat is then logged in this layout with a tombstone for the old key, so that compaction
-// eventually removes the version-1 records.
-import type { ChatMessage, SealReason } from '../records/types';
+// Earlier versions, read and converted when met:
+// - version 2 (chat record `v: 2`, no summary record, open messages as `m␀<chat>␀<seq>`): such a
+//   chat is read with its messages, and the transaction that loaded it logs it in this layout
+//   (its messages under their ids, tombstones for the old keys, the summary, the chat record).
+// - version 1 logged the whole encoded ChatState under the bare chat id (and kept it under
+//   `s:<chat>` in the store): such records are converted (see `upgradeV1`) and logged in this
+//   layout with a tombstone for the old key, so that compaction eventually removes them.
+import type { ChatMessage, ConversationSealed, SealReason } from '../records/types';
 import {
-  type ChatState, type OpenConversation, type SealedSummary, STATE_VERSION, decodeState, emptyChatState, messageBytes,
+  type ChatState, type OpenConversation, type PendingSeal, type SealedSummary, STATE_VERSION, completeSeal, decodeState, emptyChatState, messageBytes, upgradeV2,
 } from '../sessionization/rules';
 
 const SEP = '\u0000';
 const SEQ_WIDTH = 10;
 
 export const metaKey = (chat: string) => `c${SEP}${chat}`;
-export const messagePrefix = (chat: string) => `m${SEP}${chat}${SEP}`;
+export const summaryKey = (chat: string) => `o${SEP}${chat}`;
+export const messagePrefix = (chat: string) => `n${SEP}${chat}${SEP}`;
+export const messageKey = (chat: string, messageId: string) => `${messagePrefix(chat)}${messageId}`;
+/** Version 2's open-message records (`m␀<chat>␀<seq>`), read to convert them. */
+export const legacyMessagePrefix = (chat: string) => `m${SEP}${chat}${SEP}`;
 export const sealedPrefix = (chat: string) => `h${SEP}${chat}${SEP}`;
 export const windowPrefix = (chat: string) => `w${SEP}${chat}${SEP}`;
 const seqString = (seq: number) => seq.toString(36).padStart(SEQ_WIDTH, '0');
-export const messageKey = (chat: string, seq: number) => `${messagePrefix(chat)}${seqString(seq)}`;
 export const sealedKey = (chat: string, seq: number) => `${sealedPrefix(chat)}${seqString(seq)}`;
 export const windowKey = (chat: string, seq: number) => `${windowPrefix(chat)}${seqString(seq)}`;
 /** The exclusive upper bound of a prefix ending in the separator. */
@@ -46,7 +60,7 @@ export const prefixEnd = (prefix: string) => `${prefix.slice(0, -1)}\u0001`;
 export const seqOfKey = (key: string) => parseInt(key.slice(key.length - SEQ_WIDTH), 36);
 
 export type LayoutKey =
-  | { kind: 'meta' | 'message' | 'sealed' | 'window'; chat: string }
+  | { kind: 'meta' | 'summary' | 'message' | 'legacyMessage' | 'sealed' | 'window'; chat: string }
   | { kind: 'v1'; chat: string };
 
 /** What a changelog or store key is, and which chat it belongs to. */
@@ -54,8 +68,12 @@ export function parseKey(key: string): LayoutKey {
   if (key.length > 2 && key[1] === SEP) {
     const kind = key[0];
     if (kind === 'c') return { kind: 'meta', chat: key.slice(2) };
+    if (kind === 'o') return { kind: 'summary', chat: key.slice(2) };
+    // The chat up to the next separator (a chat id holding U+0000 would be cut short here; the
+    // chat's own record, written in the same transaction, names it in full).
+    if (kind === 'n' && key.indexOf(SEP, 2) > 2) return { kind: 'message', chat: key.slice(2, key.indexOf(SEP, 2)) };
     if ((kind === 'm' || kind === 'h' || kind === 'w') && key.length > 3 + SEQ_WIDTH && key[key.length - SEQ_WIDTH - 1] === SEP) {
-      return { kind: kind === 'm' ? 'message' : kind === 'h' ? 'sealed' : 'window', chat: key.slice(2, key.length - SEQ_WIDTH - 1) };
+      return { kind: kind === 'm' ? 'legacyMessage' : kind === 'h' ? 'sealed' : 'window', chat: key.slice(2, key.length - SEQ_WIDTH - 1) };
     }
   }
   return { kind: 'v1', chat: key };
@@ -68,8 +86,8 @@ export interface MetaRecord {
   v: number;
   /** chat type */
   t: string | null;
-  /** largest sent_at placed when the record was last written (status only; not compared) */
-  k: number | null;
+  /** version 2 only: largest sent_at placed when the record was last written (now in the summary record) */
+  k?: number | null;
   /** sealed reach, forgotten reach */
   r: number | null;
   f: number | null;
@@ -83,11 +101,8 @@ export interface MetaRecord {
   g?: number;
 }
 
-/**
- * The chat record. `clock` (status only, it moves with almost every message) is left out unless
- * asked for, so that comparing encodings tells whether the structure changed.
- */
-export function encodeMeta(sc: StoredChat, withClock = false): string {
+/** The chat record; comparing encodings tells whether the structure changed. */
+export function encodeMeta(sc: StoredChat): string {
   const state = sc.state;
   const thread = state.window !== undefined && state.window !== null;
   const o: MetaRecord['o'] = new Array(state.open.length);
@@ -96,7 +111,7 @@ export function encodeMeta(sc: StoredChat, withClock = false): string {
     o[i] = thread ? [c.startedAt, c.continuesConversationId, sc.tagOf.get(c)!] : [c.startedAt, c.continuesConversationId];
   }
   const rec: MetaRecord = {
-    v: STATE_VERSION, t: state.chatType, k: withClock ? state.clock : null, r: state.sealedReach, f: state.forgottenReach, o, h: sc.sealedSeqs, n: sc.nextSealedSeq,
+    v: STATE_VERSION, t: state.chatType, r: state.sealedReach, f: state.forgottenReach, o, h: sc.sealedSeqs, n: sc.nextSealedSeq,
   };
   if (thread) {
     const { entries: _entries, ...header } = state.window!;
@@ -106,24 +121,38 @@ export function encodeMeta(sc: StoredChat, withClock = false): string {
   return JSON.stringify(rec);
 }
 
+/** The summary record: [next arrival seq, clock, then per open conversation: end, count, bytes, arrival time, first message id]. */
+export function encodeSummary(sc: StoredChat): string {
+  const a: unknown[] = [sc.nextSeq, sc.state.clock];
+  for (const c of sc.state.open) a.push(c.endedAt, c.count, c.bytes, c.arrivedAt, c.firstMessageId);
+  return JSON.stringify(a);
+}
+
 /**
- * A message record: the ChatMessage without its chat_id (it is in the key), its arrival time, and
- * in thread mode its link and its thread's tag.
+ * A message record: the ChatMessage without its chat_id (it is in the key), its arrival time and
+ * sequence number, and in thread mode its link and its thread's tag.
  */
-export function encodeMessage(m: ChatMessage, arrivedAt: number, tag?: number): Buffer {
-  const a: unknown[] = [m.message_id, m.sender_id, m.sent_at, m.text, m.chat_type, m.is_from_me ? 1 : 0, m.reply_to_message_id, m.account_id, arrivedAt];
+export function encodeMessage(m: ChatMessage, arrivedAt: number, seq: number, tag?: number): Buffer {
+  const a: unknown[] = [m.message_id, m.sender_id, m.sent_at, m.text, m.chat_type, m.is_from_me ? 1 : 0, m.reply_to_message_id, m.account_id, arrivedAt, seq];
   if (tag !== undefined) a.push(m.linked_message_id ?? null, tag);
   return Buffer.from(JSON.stringify(a), 'utf8');
 }
 
-function decodeMessage(chat: string, buf: Buffer): { m: ChatMessage; arrivedAt: number; tag: number | undefined } {
-  const a = JSON.parse(buf.toString('utf8')) as [string, string, number, string | null, string | null, number, string | null, string | null, number, (string | null)?, number?];
+export interface DecodedMessage { m: ChatMessage; arrivedAt: number; seq: number; tag: number | undefined }
+
+/** A message record of this layout, or (with its key) of version 2, whose sequence number is in the key. */
+export function decodeMessage(chat: string, buf: Buffer, legacyKey?: string): DecodedMessage {
+  const a = JSON.parse(buf.toString('utf8')) as unknown[];
   const m: ChatMessage = {
-    message_id: a[0], chat_id: chat, sender_id: a[1], sent_at: a[2], text: a[3], chat_type: a[4], is_from_me: a[5] === 1,
-    reply_to_message_id: a[6], account_id: a[7],
+    message_id: a[0] as string, chat_id: chat, sender_id: a[1] as string, sent_at: a[2] as number, text: a[3] as string | null,
+    chat_type: a[4] as string | null, is_from_me: a[5] === 1, reply_to_message_id: a[6] as string | null, account_id: a[7] as string | null,
   };
-  if (a.length > 9 && a[9] !== null && a[9] !== undefined) m.linked_message_id = a[9];
-  return { m, arrivedAt: a[8], tag: a[10] };
+  // Version 2: [..., arrivedAt, link?, tag?]; this layout: [..., arrivedAt, seq, link?, tag?].
+  const extra = legacyKey === undefined ? 10 : 9;
+  const link = a[extra];
+  if (a.length > extra && link !== null && link !== undefined) m.linked_message_id = link as string;
+  const seq = legacyKey === undefined ? a[9] as number : seqOfKey(legacyKey);
+  return { m, arrivedAt: a[8] as number, seq, tag: a[extra + 1] as number | undefined };
 }
 
 export function encodeSealed(x: SealedSummary): Buffer {
@@ -140,92 +169,144 @@ function decodeSealed(buf: Buffer): SealedSummary {
 /** A chat's state and the bookkeeping that turns its changes into record writes. */
 export interface StoredChat {
   state: ChatState;
-  /** Sequence number of each open message's record. */
+  /** Arrival sequence number of each open message held in memory. */
   seqOf: Map<ChatMessage, number>;
   nextSeq: number;
   /** The remembered sealed conversations as last written, and their sequence numbers. */
   sealedList: SealedSummary[];
   sealedSeqs: number[];
   nextSealedSeq: number;
-  /** The chat record as last written (null: none). */
+  /** The chat record and the summary record as last written (null: none). */
   meta: string | null;
+  summary: string | null;
   /** Thread mode: each open thread's tag, the next tag, and the window entries as last written with their sequence numbers. */
   tagOf: Map<OpenConversation, number>;
   nextTag: number;
   windowList: object[];
   windowSeqs: number[];
   nextWindowSeq: number;
+  /** Read from version-2 records: their keys, to be logged again in this layout (`convertV2`). */
+  legacyKeys: string[] | null;
 }
 
 export function newStoredChat(chat: string): StoredChat {
   return {
-    state: emptyChatState(chat), seqOf: new Map(), nextSeq: 0, sealedList: [], sealedSeqs: [], nextSealedSeq: 0, meta: null,
-    tagOf: new Map(), nextTag: 0, windowList: [], windowSeqs: [], nextWindowSeq: 0,
+    state: emptyChatState(chat), seqOf: new Map(), nextSeq: 0, sealedList: [], sealedSeqs: [], nextSealedSeq: 0, meta: null, summary: null,
+    tagOf: new Map(), nextTag: 0, windowList: [], windowSeqs: [], nextWindowSeq: 0, legacyKeys: null,
   };
 }
 
-/**
- * A chat from its records: the chat record, its open message records, its sealed records and (in
- * thread mode) its window records, each list in key order. Null when the chat has no chat record.
- */
-export function assembleChat(
-  chat: string, meta: Buffer | MetaRecord | undefined, messages: [string, Buffer][], sealed: [string, Buffer][], windowEntries: [string, Buffer][] = [],
-): StoredChat | null {
-  if (!meta) return null;
-  const rec = Buffer.isBuffer(meta) ? parseMeta(meta) : meta;
-  if (rec.v !== STATE_VERSION) throw new Error(`chat record of ${chat} has version ${String(rec.v)} (expected ${STATE_VERSION})`);
+/** A chat's records as read from the store; `messages` null when the open messages were not read. */
+export interface ChatRecords {
+  meta: Buffer | MetaRecord | null | undefined;
+  summary?: Buffer | null;
+  /** This layout's message records (`n␀`), or version 2's (`m␀`) for a version-2 chat record. */
+  messages: [string, Buffer][] | null;
+  sealed: [string, Buffer][];
+  window?: [string, Buffer][];
+}
+
+/** Whether a chat must be read with its open messages: thread mode (or possibly), and version 2. */
+export function needsMessages(rec: MetaRecord, isThreadType: (t: string | null) => boolean): boolean {
+  return rec.v !== STATE_VERSION || rec.W !== undefined || rec.t === null || isThreadType(rec.t);
+}
+
+/** A chat from its records, each list in key order. Null when the chat has no chat record. */
+export function assembleChat(chat: string, r: ChatRecords): StoredChat | null {
+  if (!r.meta) return null;
+  const rec = Buffer.isBuffer(r.meta) ? parseMeta(r.meta) : r.meta;
+  if (rec.v !== STATE_VERSION && rec.v !== 2) throw new Error(`chat record of ${chat} has version ${String(rec.v)} (expected ${STATE_VERSION}, or 2 to convert)`);
+  const legacy = rec.v === 2;
+  if (legacy && r.messages === null) throw new Error(`chat ${chat}: a version-2 chat record is read with its messages`);
   const sc = newStoredChat(chat);
   const state = sc.state;
   state.chatType = rec.t;
-  state.clock = rec.k;
   state.sealedReach = rec.r;
   state.forgottenReach = rec.f;
   const thread = rec.W !== undefined;
   const byTag = new Map<number, OpenConversation>();
   const open: OpenConversation[] = rec.o.map((o) => {
-    const c: OpenConversation = { startedAt: o[0], endedAt: o[0], bytes: 0, continuesConversationId: o[1], arrivedAt: 0, messages: [] };
+    const c: OpenConversation = { startedAt: o[0], endedAt: o[0], count: 0, bytes: 0, firstMessageId: '', continuesConversationId: o[1], arrivedAt: 0, messages: [] };
     if (thread) { sc.tagOf.set(c, o[2]!); byTag.set(o[2]!, c); }
     return c;
   });
-  // Messages by (sent_at, seq): seq is the arrival order, which breaks sent_at ties.
-  const items = messages.map(([k, v]) => ({ seq: seqOfKey(k), ...decodeMessage(chat, v) }));
-  items.sort((a, b) => a.m.sent_at - b.m.sent_at || a.seq - b.seq);
-  let ci = 0;
-  for (const it of items) {
-    let c: OpenConversation | undefined;
-    if (thread) {
-      c = it.tag === undefined ? undefined : byTag.get(it.tag);
-      if (c === undefined) throw new Error(`chat ${chat}: open message ${it.m.message_id} names no open thread (tag ${String(it.tag)})`);
-    } else {
-      while (ci + 1 < open.length && open[ci + 1]!.startedAt <= it.m.sent_at) ci++;
-      c = open[ci];
-      if (c === undefined || it.m.sent_at < c.startedAt) {
-        throw new Error(`chat ${chat}: open message ${it.m.message_id} at ${it.m.sent_at} lies before every open conversation`);
+  if (!legacy) {
+    const sum = r.summary ? JSON.parse(r.summary.toString('utf8')) as unknown[] : null;
+    if (sum === null ? open.length > 0 : sum.length !== 2 + 5 * open.length) {
+      throw new Error(`chat ${chat}: summary record does not match the ${open.length} open conversations of its chat record`);
+    }
+    if (sum !== null) {
+      sc.nextSeq = sum[0] as number;
+      state.clock = sum[1] as number | null;
+      for (let i = 0; i < open.length; i++) {
+        const c = open[i]!;
+        const j = 2 + 5 * i;
+        c.endedAt = sum[j] as number; c.count = sum[j + 1] as number; c.bytes = sum[j + 2] as number;
+        c.arrivedAt = sum[j + 3] as number; c.firstMessageId = sum[j + 4] as string;
       }
     }
-    c.messages.push(it.m);
-    if (it.m.sent_at > c.endedAt) c.endedAt = it.m.sent_at;
-    c.bytes += messageBytes(it.m);
-    if (it.arrivedAt > c.arrivedAt) c.arrivedAt = it.arrivedAt;
-    sc.seqOf.set(it.m, it.seq);
-    if (it.seq >= sc.nextSeq) sc.nextSeq = it.seq + 1;
-    if (state.clock === null || it.m.sent_at > state.clock) state.clock = it.m.sent_at;
+  } else {
+    state.clock = rec.k ?? null;
   }
-  for (const c of open) if (c.messages.length === 0) throw new Error(`chat ${chat}: open conversation at ${c.startedAt} has no messages`);
+  if (r.messages !== null) {
+    // Messages by (sent_at, seq): seq is the arrival order, which breaks sent_at ties.
+    const items = r.messages.map(([k, v]) => decodeMessage(chat, v, legacy ? k : undefined));
+    items.sort((a, b) => a.m.sent_at - b.m.sent_at || a.seq - b.seq);
+    let ci = 0;
+    for (const it of items) {
+      let c: OpenConversation | undefined;
+      if (thread) {
+        c = it.tag === undefined ? undefined : byTag.get(it.tag);
+        if (c === undefined) throw new Error(`chat ${chat}: open message ${it.m.message_id} names no open thread (tag ${String(it.tag)})`);
+      } else {
+        while (ci + 1 < open.length && open[ci + 1]!.startedAt <= it.m.sent_at) ci++;
+        c = open[ci];
+        if (c === undefined || it.m.sent_at < c.startedAt) {
+          throw new Error(`chat ${chat}: open message ${it.m.message_id} at ${it.m.sent_at} lies before every open conversation`);
+        }
+      }
+      c.messages.push(it.m);
+      sc.seqOf.set(it.m, it.seq);
+      if (legacy) {
+        // Version 2 kept no summaries: they come from the messages.
+        if (it.m.sent_at > c.endedAt) c.endedAt = it.m.sent_at;
+        c.bytes += messageBytes(it.m);
+        if (it.arrivedAt > c.arrivedAt) c.arrivedAt = it.arrivedAt;
+        if (it.seq >= sc.nextSeq) sc.nextSeq = it.seq + 1;
+        if (state.clock === null || it.m.sent_at > state.clock) state.clock = it.m.sent_at;
+      }
+    }
+    if (legacy) {
+      for (const c of open) c.count = c.messages.length;
+      state.open = open;
+      state.v = 2;
+      upgradeV2(state);
+      sc.legacyKeys = r.messages.map(([k]) => k);
+    }
+    for (const c of open) {
+      if (c.messages.length === 0) throw new Error(`chat ${chat}: open conversation at ${c.startedAt} has no messages`);
+      if (c.messages.length !== c.count || c.messages[0]!.message_id !== c.firstMessageId) {
+        throw new Error(`chat ${chat}: open conversation at ${c.startedAt} has ${c.messages.length} message records, its summary says ${c.count} starting with ${c.firstMessageId}`);
+      }
+    }
+  }
   state.open = open;
-  sc.sealedSeqs = sealed.map(([k]) => seqOfKey(k));
-  state.sealed = sealed.map(([, v]) => decodeSealed(v));
+  sc.sealedSeqs = r.sealed.map(([k]) => seqOfKey(k));
+  state.sealed = r.sealed.map(([, v]) => decodeSealed(v));
   sc.sealedList = state.sealed.slice();
   sc.nextSealedSeq = rec.n;
   if (thread) {
-    const entries = windowEntries.map(([, v]) => JSON.parse(v.toString('utf8')) as object);
+    const entries = (r.window ?? []).map(([, v]) => JSON.parse(v.toString('utf8')) as object);
     state.window = { ...rec.W, entries };
     sc.windowList = entries.slice();
-    sc.windowSeqs = windowEntries.map(([k]) => seqOfKey(k));
+    sc.windowSeqs = (r.window ?? []).map(([k]) => seqOfKey(k));
     sc.nextWindowSeq = sc.windowSeqs.length > 0 ? sc.windowSeqs[sc.windowSeqs.length - 1]! + 1 : 0;
     sc.nextTag = rec.g ?? 0;
   }
-  sc.meta = encodeMeta(sc);
+  if (!legacy) {
+    sc.meta = encodeMeta(sc);
+    sc.summary = encodeSummary(sc);
+  }
   return sc;
 }
 
@@ -254,11 +335,11 @@ export type RecordWrites = Map<string, Buffer | null | PendingMessage>;
 
 /** A message record not encoded yet. */
 export class PendingMessage {
-  constructor(readonly m: ChatMessage, readonly arrivedAt: number, readonly tag: number | undefined) {}
+  constructor(readonly m: ChatMessage, readonly arrivedAt: number, readonly seq: number, readonly tag: number | undefined) {}
 }
 
 export function recordValue(v: Buffer | null | PendingMessage): Buffer | null {
-  return v instanceof PendingMessage ? encodeMessage(v.m, v.arrivedAt, v.tag) : v;
+  return v instanceof PendingMessage ? encodeMessage(v.m, v.arrivedAt, v.seq, v.tag) : v;
 }
 
 /**
@@ -268,9 +349,11 @@ export function recordValue(v: Buffer | null | PendingMessage): Buffer | null {
 export function placed(sc: StoredChat, m: ChatMessage, arrivedAt: number, into: OpenConversation, writes: RecordWrites, fresh: Set<string>): void {
   const seq = sc.nextSeq++;
   sc.seqOf.set(m, seq);
-  const key = messageKey(sc.state.chatId, seq);
-  writes.set(key, new PendingMessage(m, arrivedAt, threadTag(sc, into)));
-  fresh.add(key);
+  const key = messageKey(sc.state.chatId, m.message_id);
+  // Fresh unless the store holds the key: an open message never has a placed id, so that is a
+  // record this transaction deleted (its conversation sealed and forgotten, the id re-sent).
+  if (writes.get(key) !== null) fresh.add(key);
+  writes.set(key, new PendingMessage(m, arrivedAt, seq, threadTag(sc, into)));
 }
 
 /** The tag of an open thread (a new one gets the next); undefined in gap mode. */
@@ -281,13 +364,41 @@ function threadTag(sc: StoredChat, c: OpenConversation): number | undefined {
   return tag;
 }
 
+/**
+ * Completes a pending sealed output (rules.ts, PendingSeal) of a chat loaded from its summaries:
+ * every message of the conversation is the held ones and the chat's open-message records `rows`
+ * (read from the store) within its span, since open conversations' spans are disjoint, but for
+ * records this transaction deleted (conversations it sealed before). Ordered by sent_at, ties by
+ * arrival sequence.
+ */
+export function completeSealFrom(sc: StoredChat, o: { conversation: ConversationSealed; pending?: PendingSeal }, rows: [string, Buffer][], writes: RecordWrites): void {
+  if (o.pending === undefined) return;
+  const c = o.conversation;
+  const held = o.pending.held;
+  const items: { m: ChatMessage; seq: number }[] = new Array(held.length);
+  const heldIds = new Set<string>();
+  for (let i = 0; i < held.length; i++) {
+    // No seq: placed by the very step that sealed it (MAX_SIZE), so the last to arrive.
+    items[i] = { m: held[i]!, seq: sc.seqOf.get(held[i]!) ?? Number.MAX_SAFE_INTEGER };
+    heldIds.add(held[i]!.message_id);
+  }
+  for (const [k, v] of rows) {
+    if (writes.get(k) === null) continue;
+    const r = decodeMessage(c.chat_id, v);
+    if (r.m.sent_at < c.started_at || r.m.sent_at > c.ended_at || heldIds.has(r.m.message_id)) continue;
+    sc.seqOf.set(r.m, r.seq); // so that the seal deletes its record
+    items.push(r);
+  }
+  items.sort((a, b) => a.m.sent_at - b.m.sent_at || a.seq - b.seq);
+  completeSeal(sc.state, o, items.map((x) => x.m));
+}
+
 /** Deletes of the records of messages that left the open state (sealed). */
 export function sealedMessages(sc: StoredChat, messages: ChatMessage[], writes: RecordWrites, fresh: Set<string>): void {
+  const chat = sc.state.chatId;
   for (const m of messages) {
-    const seq = sc.seqOf.get(m);
-    if (seq === undefined) continue;
     sc.seqOf.delete(m);
-    const key = messageKey(sc.state.chatId, seq);
+    const key = messageKey(chat, m.message_id);
     // Placed and sealed in the same transaction: nothing was ever written under this key.
     if (fresh.has(key)) { writes.delete(key); fresh.delete(key); } else writes.set(key, null);
   }
@@ -325,7 +436,7 @@ export function structure(sc: StoredChat, writes: RecordWrites): void {
         const tag = threadTag(sc, c);
         for (const m of c.messages) {
           const seq = sc.seqOf.get(m);
-          if (seq !== undefined) writes.set(messageKey(chat, seq), new PendingMessage(m, c.arrivedAt, tag));
+          if (seq !== undefined) writes.set(messageKey(chat, m.message_id), new PendingMessage(m, c.arrivedAt, seq, tag));
         }
       }
     }
@@ -337,8 +448,13 @@ export function structure(sc: StoredChat, writes: RecordWrites): void {
   }
   const meta = encodeMeta(sc);
   if (meta !== sc.meta) {
-    writes.set(metaKey(chat), Buffer.from(encodeMeta(sc, true), 'utf8'));
+    writes.set(metaKey(chat), Buffer.from(meta, 'utf8'));
     sc.meta = meta;
+  }
+  const summary = encodeSummary(sc);
+  if (summary !== sc.summary) {
+    writes.set(summaryKey(chat), Buffer.from(summary, 'utf8'));
+    sc.summary = summary;
   }
 }
 
@@ -357,19 +473,41 @@ function reconcile<T>(before: T[], beforeSeqs: number[], now: T[], next: () => n
   return { seqs, added, removed: [...known.values()] };
 }
 
-/** Every record of a chat (for a chat converted from version 1), and the old key's tombstone. */
+/** Every record of a chat converted from version 1 (which holds all its messages), and the old key's tombstone. */
 export function everything(sc: StoredChat, writes: RecordWrites): void {
   const chat = sc.state.chatId;
   for (const c of sc.state.open) {
     for (const m of c.messages) {
       let seq = sc.seqOf.get(m);
       if (seq === undefined) { seq = sc.nextSeq++; sc.seqOf.set(m, seq); }
-      writes.set(messageKey(chat, seq), encodeMessage(m, c.arrivedAt, threadTag(sc, c)));
+      writes.set(messageKey(chat, m.message_id), encodeMessage(m, c.arrivedAt, seq, threadTag(sc, c)));
     }
   }
   // Summaries already given a sequence number are logged again under it; new ones get theirs.
   for (let i = 0; i < sc.sealedList.length; i++) writes.set(sealedKey(chat, sc.sealedSeqs[i]!), encodeSealed(sc.sealedList[i]!));
   sc.meta = null;
+  sc.summary = null;
   structure(sc, writes);
   writes.set(chat, null);
+}
+
+/**
+ * A chat read from version-2 records, logged in this layout by the transaction that loaded it: its
+ * open messages under their ids (fresh: a seal in the same transaction drops them unwritten), the
+ * old keys' tombstones, and (at `structure`) the chat and summary records. Its sealed and window
+ * records keep their keys and format.
+ */
+export function convertV2(sc: StoredChat, writes: RecordWrites, fresh: Set<string>): void {
+  const chat = sc.state.chatId;
+  for (const c of sc.state.open) {
+    for (const m of c.messages) {
+      const key = messageKey(chat, m.message_id);
+      writes.set(key, new PendingMessage(m, c.arrivedAt, sc.seqOf.get(m)!, threadTag(sc, c)));
+      fresh.add(key);
+    }
+  }
+  for (const key of sc.legacyKeys ?? []) writes.set(key, null);
+  sc.legacyKeys = null;
+  sc.meta = null;
+  sc.summary = null;
 }

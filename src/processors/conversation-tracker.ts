@@ -22,12 +22,14 @@ import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Processor, ProcessorContext, InputRecord } from '../runtime/processor';
 import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
-import { type ChatState, type Output, type RulesConfig, type SealedSummary, nextDeadline, openConversations, step } from '../sessionization/rules';
 import {
-  type StoredChat, type RecordWrites, assembleChat, parseMeta, recordValue, everything, messagePrefix, metaKey, newStoredChat, parseKey, placed,
-  prefixEnd, sealedMessages, sealedPrefix, structure, upgradeV1, windowPrefix,
+  type ChatState, type Output, type PendingSeal, type RulesConfig, type SealedSummary, isComplete, isThreadMode, nextDeadline, openConversations, step,
+} from '../sessionization/rules';
+import {
+  type StoredChat, type RecordWrites, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
+  metaKey, needsMessages, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
 } from './chat-state-layout';
-import type { ChatCommand, ChatMessage, CommandResult } from '../records/types';
+import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
@@ -95,10 +97,13 @@ function sealedHeap(x: SealedSummary): number {
   return n;
 }
 
-/** A chat's heap size, estimated from what it holds: open messages (their counted bytes) and remembered sealed ids. */
+/** A chat's heap size, estimated from what it holds: open messages held in memory (their share of the counted bytes) and remembered sealed ids. */
 function heapEstimate(state: ChatState): number {
   let n = CHAT_OVERHEAD;
-  for (const c of state.open) n += c.bytes + MESSAGE_OVERHEAD * c.messages.length;
+  for (const c of state.open) {
+    const held = c.messages.length;
+    if (held > 0) n += (held === c.count ? c.bytes : Math.ceil(c.bytes * held / c.count)) + MESSAGE_OVERHEAD * held;
+  }
   for (const x of state.sealed) n += sealedHeap(x);
   return n;
 }
@@ -119,10 +124,12 @@ function createMetrics() {
       name: 'chatstats_seal_delay_seconds', help: 'Wall-clock seals: seconds from the deadline (ended_at + gap + grace), or from catching up if later, to sealed_at',
       buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry],
     }),
-    // The cache's misses and what they cost: a load reads the chat's open message records, so
-    // records per load shows whether the open state fits the cache (STATE_CACHE) or is re-read.
+    // The cache's misses and what they cost: a load reads the chat's summaries and remembered
+    // seals (and its open messages only in thread mode); a seal of a conversation loaded from its
+    // summary reads its messages once.
     chatLoads: new Counter({ name: 'chatstats_tracker_chat_loads_total', help: 'Chats read from the store into the cache (cache misses)', registers: [registry] }),
-    chatLoadRecords: new Counter({ name: 'chatstats_tracker_chat_load_records_total', help: 'Open-message and sealed-summary records read by chat loads', registers: [registry] }),
+    chatLoadRecords: new Counter({ name: 'chatstats_tracker_chat_load_records_total', help: 'Open-message, sealed-summary and window records read by chat loads', registers: [registry] }),
+    sealReadRecords: new Counter({ name: 'chatstats_tracker_seal_read_records_total', help: 'Open-message records read to seal conversations whose messages were not in memory', registers: [registry] }),
     commands: zeroed(new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
       ['FORCE_SEAL', 'CHECK_SEALING'].map((type) => ({ type }))),
   };
@@ -283,6 +290,7 @@ export class ConversationTracker implements Processor {
       }
     }
     if (missing.size > 0) await this.load([...missing]);
+    const stored = await this.storedOpenIds(decoded);
 
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
@@ -293,13 +301,38 @@ export class ConversationTracker implements Processor {
         await this.command(d, r, now);
       } else {
         const entry = this.entry(d.chat_id);
-        const res = step(entry.state, { type: 'message', message: d, now }, this.deps.rules);
+        let storedOpenId = false;
+        if (stored !== null) {
+          // Still open unless this transaction sealed it (a delete in its writes).
+          const key = messageKey(d.chat_id, d.message_id);
+          storedOpenId = stored.has(key) && this.writes.get(key) !== null;
+        }
+        const res = step(entry.state, { type: 'message', message: d, now, storedOpenId }, this.deps.rules);
         entry.state = res.state;
         this.dirty.add(d.chat_id);
         if (res.placedIn !== undefined) placed(entry, d, now, res.placedIn, this.writes, this.fresh);
         await this.emit(entry, res.outputs, r);
       }
     }
+  }
+
+  /**
+   * For the messages of chats loaded from their summaries: which of their ids the store holds as
+   * open messages (one multi-get for the batch). Null when no chat of the batch needs it.
+   */
+  private async storedOpenIds(decoded: (ChatMessage | Error | ChatCommand)[]): Promise<Set<string> | null> {
+    let keys: string[] | null = null;
+    for (const d of decoded) {
+      if (d instanceof Error || 'command_id' in d) continue;
+      const open = this.cache.get(d.chat_id)?.state.open;
+      if (open === undefined || open.every(isComplete)) continue;
+      (keys ??= []).push(messageKey(d.chat_id, d.message_id));
+    }
+    if (keys === null) return null;
+    const values = await this.ctx.store.getMany(keys);
+    const found = new Set<string>();
+    for (let i = 0; i < keys.length; i++) if (values[i]) found.add(keys[i]!);
+    return found;
   }
 
   async punctuate(now: number): Promise<void> {
@@ -387,6 +420,7 @@ export class ConversationTracker implements Processor {
     for (const o of outputs) {
       switch (o.kind) {
         case 'sealed': {
+          if (o.pending !== undefined) await this.complete(entry, o as { conversation: ConversationSealed; pending: PendingSeal });
           const c = o.conversation;
           sealedMessages(entry, c.messages, this.writes, this.fresh);
           m().sealed.inc({ reason: c.seal_reason });
@@ -431,19 +465,34 @@ export class ConversationTracker implements Processor {
 
   // --- state ---------------------------------------------------------------------------------
 
-  /** Reads a chat from the store (null: the store has no record of it). */
+  /** Gives a sealed conversation whose messages were not all in memory every message (completeSealFrom). */
+  private async complete(entry: Entry, o: { conversation: ConversationSealed; pending: PendingSeal }): Promise<void> {
+    const prefix = messagePrefix(o.conversation.chat_id);
+    const rows = await this.ctx.store.range(prefix, prefixEnd(prefix), Infinity);
+    completeSealFrom(entry, o, rows, this.writes);
+    m().sealReadRecords.inc(rows.length);
+  }
+
+  /**
+   * Reads a chat from the store (null: the store has no record of it): its chat record, summaries,
+   * remembered seals and window, and its open messages only where it must (thread mode, a chat of
+   * no known type yet, a version-2 chat to convert).
+   */
   private async read(chat: string, known?: Buffer | null): Promise<StoredChat | null> {
     const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known;
     if (!meta) return null;
     // The chat record says which of its other ranges hold anything: read only those, at once.
     const rec = parseMeta(meta);
+    const rules = this.deps.rules;
+    const withMessages = rec.o.length > 0 && needsMessages(rec, (t) => isThreadMode(rules, t));
     const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
-    const [messages, sealed, window] = await Promise.all([
-      rec.o.length > 0 ? range(messagePrefix(chat), Infinity) : [],
+    const [summary, messages, sealed, window] = await Promise.all([
+      rec.o.length > 0 && rec.v !== 2 ? this.ctx.store.get(summaryKey(chat)) : null,
+      withMessages ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
       rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
     ]);
-    return assembleChat(chat, rec, messages, sealed, window);
+    return assembleChat(chat, { meta: rec, summary, messages: messages ?? (rec.o.length > 0 ? null : []), sealed, window });
   }
 
   /** Loads chats into the cache: their chat records in one read, then each chat's ranges, all chats at once. */
@@ -468,6 +517,8 @@ export class ConversationTracker implements Processor {
       entry.heap = heapEstimate(entry.state);
       this.cacheHeap += entry.heap;
       this.cache.set(chat, entry);
+      // A version-2 chat: this transaction logs it in the current layout.
+      if (entry.legacyKeys !== null) { convertV2(entry, this.writes, this.fresh); this.dirty.add(chat); }
     }
     m().chatLoads.inc(chats.length);
     m().chatLoadRecords.inc(records);
@@ -480,9 +531,10 @@ export class ConversationTracker implements Processor {
   private async replaceChat(chat: string, sc: StoredChat): Promise<StoreOp[]> {
     const ops: StoreOp[] = [];
     const store = this.ctx.store;
-    for (const p of [messagePrefix(chat), sealedPrefix(chat)]) {
+    for (const p of [messagePrefix(chat), legacyMessagePrefix(chat), sealedPrefix(chat)]) {
       await store.scan(p, prefixEnd(p), (k) => { ops.push({ type: 'del', key: k }); });
     }
+    ops.push({ type: 'del', key: summaryKey(chat) });
     const writes: RecordWrites = new Map();
     everything(sc, writes);
     for (const [key, lazy] of writes) {

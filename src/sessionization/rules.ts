@@ -87,17 +87,36 @@ export function rulesConfigFrom(cfg: Pick<Config, Exclude<keyof RulesConfig, 'th
 /** How many sealed conversations a chat remembers (reach and message ids). */
 export const SEALED_HISTORY = 64;
 
-export const STATE_VERSION = 2;
+export const STATE_VERSION = 3;
 
-/** An open conversation. Its messages are in sent_at order, ties in arrival order. */
+/**
+ * An open conversation: its summary, which is all the rules need until the seal, and the messages
+ * held in memory.
+ *
+ * `messages` holds every message of the conversation (`messages.length === count`, in sent_at
+ * order, ties in arrival order) unless the chat was loaded from its summary (the tracker does that
+ * for chats in gap mode, so that a cache miss does not read the open messages back): it then holds
+ * only the messages placed since, in arrival order, the others being in the store. Sealing such a
+ * conversation emits a pending sealed output, which the caller completes with every message
+ * (`completeSeal`). Thread mode always holds every message.
+ */
 export interface OpenConversation {
   startedAt: number;
   endedAt: number;
+  /** Messages in the conversation, held or not. */
+  count: number;
   bytes: number;
+  /** Its first message in (sent_at, arrival) order: with startedAt and the chat, the conversation id. */
+  firstMessageId: string;
   continuesConversationId: string | null;
   /** The latest processing time (an event's `now`) at which a message joined, for the settle rule; a merge keeps the latest of both. */
   arrivedAt: number;
   messages: ChatMessage[];
+}
+
+/** Whether a conversation holds all its messages in memory. */
+export function isComplete(c: OpenConversation): boolean {
+  return c.messages.length === c.count;
 }
 
 /** What a chat remembers of a sealed conversation. */
@@ -141,12 +160,27 @@ export function emptyChatState(chatId: string): ChatState {
 }
 
 export type ChatEvent =
-  | { type: 'message'; message: ChatMessage; now: number }
+  /**
+   * `storedOpenId`: the caller's store holds an open message of this chat with this message_id
+   * that the state does not hold in memory (a chat loaded from its summary), so it is a duplicate.
+   */
+  | { type: 'message'; message: ChatMessage; now: number; storedOpenId?: boolean }
   | { type: 'tick'; now: number; caughtUp: boolean }
   | { type: 'force'; now: number };
 
+/**
+ * A sealed conversation whose messages are not all held in memory: `conversation` lacks its
+ * messages (and what is derived from them: participants, account, last message id) until the
+ * caller passes every message to `completeSeal`, before it uses the output or steps the chat again.
+ */
+export interface PendingSeal {
+  summary: SealedSummary;
+  /** The messages held in memory, in arrival order; the others are in the caller's store, within [started_at, ended_at]. */
+  held: ChatMessage[];
+}
+
 export type Output =
-  | { kind: 'sealed'; conversation: ConversationSealed }
+  | { kind: 'sealed'; conversation: ConversationSealed; pending?: PendingSeal }
   | { kind: 'late'; late: LateMessage }
   | { kind: 'duplicate'; message: ChatMessage }
   | { kind: 'invalid'; message: ChatMessage; reason: string };
@@ -304,7 +338,41 @@ function isoOf(ms: number): string {
  * from `state.open`.
  */
 function seal(state: ChatState, c: OpenConversation, reason: SealReason, now: number, gap: number, out: Output[]): void {
-  const msgs = c.messages;
+  const id = conversationId(state.chatId, c.startedAt, c.firstMessageId);
+  const conversation: ConversationSealed = {
+    conversation_id: id,
+    chat_id: state.chatId,
+    chat_type: state.chatType,
+    account_id: null,
+    started_at: c.startedAt,
+    ended_at: c.endedAt,
+    message_count: c.count,
+    participant_ids: [],
+    first_message_id: c.firstMessageId,
+    last_message_id: c.firstMessageId,
+    sealed_at: now,
+    seal_reason: reason,
+    gap_ms: gap,
+    continues_conversation_id: c.continuesConversationId,
+    messages: [],
+  };
+  const reach = reachEnd(reason, c.endedAt, gap);
+  if (state.sealedReach === null || reach > state.sealedReach) state.sealedReach = reach;
+  const summary: SealedSummary = { conversationId: id, startedAt: c.startedAt, endedAt: c.endedAt, sealReason: reason, gapMs: gap, messageIds: [] };
+  state.sealed.push(summary);
+  if (isComplete(c)) {
+    // The ids of its messages are in the id index already (they were open).
+    fillSealed(conversation, summary, c.messages);
+    if (state.sealed.length > SEALED_HISTORY) forget(state, state.sealed.length - SEALED_HISTORY);
+    out.push({ kind: 'sealed', conversation });
+  } else {
+    if (state.sealed.length > SEALED_HISTORY) forget(state, state.sealed.length - SEALED_HISTORY);
+    out.push({ kind: 'sealed', conversation, pending: { summary, held: c.messages } });
+  }
+}
+
+/** The fields of a sealed conversation and its summary that come from its messages (in order). */
+function fillSealed(conversation: ConversationSealed, summary: SealedSummary, msgs: ChatMessage[]): void {
   const participants: string[] = [];
   const seen = new Set<string>();
   const messageIds: string[] = new Array(msgs.length);
@@ -315,30 +383,30 @@ function seal(state: ChatState, c: OpenConversation, reason: SealReason, now: nu
     if (accountId === null && m.account_id !== null && m.account_id !== undefined) accountId = m.account_id;
     messageIds[i] = m.message_id;
   }
-  const first = msgs[0]!;
-  const id = conversationId(state.chatId, c.startedAt, first.message_id);
-  const conversation: ConversationSealed = {
-    conversation_id: id,
-    chat_id: state.chatId,
-    chat_type: state.chatType,
-    account_id: accountId,
-    started_at: c.startedAt,
-    ended_at: c.endedAt,
-    message_count: msgs.length,
-    participant_ids: participants,
-    first_message_id: first.message_id,
-    last_message_id: msgs[msgs.length - 1]!.message_id,
-    sealed_at: now,
-    seal_reason: reason,
-    gap_ms: gap,
-    continues_conversation_id: c.continuesConversationId,
-    messages: msgs,
-  };
-  const reach = reachEnd(reason, c.endedAt, gap);
-  if (state.sealedReach === null || reach > state.sealedReach) state.sealedReach = reach;
-  state.sealed.push({ conversationId: id, startedAt: c.startedAt, endedAt: c.endedAt, sealReason: reason, gapMs: gap, messageIds });
-  if (state.sealed.length > SEALED_HISTORY) forget(state, state.sealed.length - SEALED_HISTORY);
-  out.push({ kind: 'sealed', conversation });
+  conversation.account_id = accountId;
+  conversation.participant_ids = participants;
+  conversation.last_message_id = msgs[msgs.length - 1]!.message_id;
+  conversation.messages = msgs;
+  summary.messageIds = messageIds;
+}
+
+/**
+ * Completes a pending sealed output with every message of the conversation, in sent_at order,
+ * ties in arrival order (the held ones and those the caller's store holds). Their ids become the
+ * remembered conversation's (duplicates from now on) while the chat still remembers it.
+ */
+export function completeSeal(state: ChatState, output: { conversation: ConversationSealed; pending?: PendingSeal }, messages: ChatMessage[]): void {
+  const p = output.pending;
+  if (p === undefined) return;
+  const c = output.conversation;
+  if (messages.length !== c.message_count || messages[0]?.message_id !== c.first_message_id) {
+    throw new Error(`chat ${state.chatId}: conversation ${c.conversation_id} has ${c.message_count} messages starting with ${c.first_message_id}, `
+      + `but ${messages.length} were found, starting with ${String(messages[0]?.message_id)}`);
+  }
+  fillSealed(c, p.summary, messages);
+  delete output.pending;
+  const ids = knownIds.get(state);
+  if (ids !== undefined && state.sealed.includes(p.summary)) for (const m of messages) ids.add(m.message_id);
 }
 
 /** Drops the `n` oldest remembered sealed conversations: their reach goes into forgottenReach. */
@@ -422,7 +490,8 @@ function lateFor(state: ChatState, s: number): string | null | undefined {
 function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, now: number, ids: Set<string>): void {
   const msgs = c.messages;
   const s = m.sent_at;
-  if (msgs.length === 0 || s >= msgs[msgs.length - 1]!.sent_at) {
+  if (!isComplete(c) || msgs.length === 0 || s >= msgs[msgs.length - 1]!.sent_at) {
+    // Held messages of a conversation loaded from its summary stay in arrival order (completeSeal sorts).
     msgs.push(m);
   } else {
     // Upper bound: after every message with the same sent_at, so ties keep arrival order.
@@ -434,8 +503,10 @@ function addMessage(state: ChatState, c: OpenConversation, m: ChatMessage, now: 
     }
     msgs.splice(lo, 0, m);
   }
+  c.count++;
   if (s < c.startedAt) {
     c.startedAt = s;
+    c.firstMessageId = m.message_id;
     const x = continuationFor(state, s);
     if (x !== null) c.continuesConversationId = x;
   }
@@ -469,19 +540,21 @@ function place(state: ChatState, m: ChatMessage, gap: number, now: number, ids: 
   }
   if (lo > hi) {
     const c: OpenConversation = {
-      startedAt: s, endedAt: s, bytes: messageBytes(m), continuesConversationId: continuationFor(state, s), arrivedAt: now, messages: [m],
+      startedAt: s, endedAt: s, count: 1, bytes: messageBytes(m), firstMessageId: m.message_id, continuesConversationId: continuationFor(state, s), arrivedAt: now, messages: [m],
     };
     open.splice(lo, 0, c);
     ids.add(m.message_id);
     return c;
   }
   if (hi > lo) {
-    // Session-window merge: the spans are disjoint and sorted, so concatenation keeps sent_at order.
+    // Session-window merge: the spans are disjoint and sorted, so concatenation keeps sent_at order
+    // (and the first message is `into`'s).
     const into = open[lo]!;
     for (let k = lo + 1; k <= hi; k++) {
       const other = open[k]!;
       const om = other.messages;
       for (let i = 0; i < om.length; i++) into.messages.push(om[i]!);
+      into.count += other.count;
       into.bytes += other.bytes;
       if (other.arrivedAt > into.arrivedAt) into.arrivedAt = other.arrivedAt;
       if (into.continuesConversationId === null) into.continuesConversationId = other.continuesConversationId;
@@ -504,7 +577,7 @@ export function isThreadMode(cfg: RulesConfig, chatType: string | null): boolean
 }
 
 /** The checks before placement (invalid, duplicate, late); false when the message is not to be placed. */
-function admit(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, ids: Set<string>, out: Output[]): boolean {
+function admit(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, ids: Set<string>, storedOpenId: boolean, out: Output[]): boolean {
   const s = m.sent_at;
   if (typeof s !== 'number' || !Number.isFinite(s)) {
     out.push({ kind: 'invalid', message: m, reason: `sent_at is not a finite timestamp: ${String(s)}` });
@@ -522,7 +595,7 @@ function admit(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, 
     });
     return false;
   }
-  if (ids.has(m.message_id)) {
+  if (ids.has(m.message_id) || storedOpenId) {
     out.push({ kind: 'duplicate', message: m });
     return false;
   }
@@ -537,16 +610,20 @@ function admit(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, 
   return true;
 }
 
-function onMessage(state: ChatState, m: ChatMessage, now: number, cfg: RulesConfig, out: Output[]): OpenConversation | undefined {
+function onMessage(state: ChatState, m: ChatMessage, now: number, storedOpenId: boolean, cfg: RulesConfig, out: Output[]): OpenConversation | undefined {
   const ids = idIndex(state);
-  if (!admit(state, m, now, cfg, ids, out)) return undefined;
-  if (isThreadMode(cfg, state.chatType)) return onThreadMessage(state, m, now, cfg, ids, out);
+  if (!admit(state, m, now, cfg, ids, storedOpenId, out)) return undefined;
+  if (isThreadMode(cfg, state.chatType)) {
+    // Threads are found by their messages' ids (openThreadOf): a thread chat holds all of them.
+    for (const c of state.open) if (!isComplete(c)) throw new Error(`chat ${state.chatId} is in thread mode but was loaded without its open messages`);
+    return onThreadMessage(state, m, now, cfg, ids, out);
+  }
   const s = m.sent_at;
   const gap = gapForType(cfg, state.chatType);
   const c = place(state, m, gap, now, ids);
   if (state.clock === null || s > state.clock) state.clock = s;
   sealProvenClosed(state, s, c, gap, cfg.graceMs, now, out);
-  if (c.messages.length >= cfg.maxMessages || c.bytes >= cfg.maxBytes) {
+  if (c.count >= cfg.maxMessages || c.bytes >= cfg.maxBytes) {
     seal(state, c, 'MAX_SIZE', now, gap, out);
     state.open.splice(state.open.indexOf(c), 1);
     return undefined;
@@ -605,8 +682,7 @@ function onThreadMessage(state: ChatState, m: ChatMessage, now: number, cfg: Rul
     if (t !== undefined) {
       if (s > t.endedAt + gap + cfg.graceMs) {
         // Proven closed by this very message: sealed now (rule 1), continued by the new thread.
-        const first = t.messages[0]!;
-        continues = conversationId(state.chatId, t.startedAt, first.message_id);
+        continues = conversationId(state.chatId, t.startedAt, t.firstMessageId);
         seal(state, t, 'NEXT_MESSAGE', now, gap, out);
         state.open.splice(state.open.indexOf(t), 1);
       } else if (s >= t.startedAt - gap) {
@@ -623,7 +699,7 @@ function onThreadMessage(state: ChatState, m: ChatMessage, now: number, cfg: Rul
     addMessage(state, into, m, now, ids);
     if (movesStart) { state.open.splice(state.open.indexOf(into), 1); insertByStart(state.open, into); }
   } else {
-    into = { startedAt: s, endedAt: s, bytes: messageBytes(m), continuesConversationId: continues, arrivedAt: now, messages: [m] };
+    into = { startedAt: s, endedAt: s, count: 1, bytes: messageBytes(m), firstMessageId: m.message_id, continuesConversationId: continues, arrivedAt: now, messages: [m] };
     insertByStart(state.open, into);
     ids.add(m.message_id);
   }
@@ -639,7 +715,7 @@ function onThreadMessage(state: ChatState, m: ChatMessage, now: number, cfg: Rul
     else open[w++] = c;
   }
   open.length = w;
-  if (into.messages.length >= cfg.maxMessages || into.bytes >= cfg.maxBytes) {
+  if (into.count >= cfg.maxMessages || into.bytes >= cfg.maxBytes) {
     seal(state, into, 'MAX_SIZE', now, gap, out);
     open.splice(open.indexOf(into), 1);
     return undefined;
@@ -655,7 +731,7 @@ export function step(state: ChatState, event: ChatEvent, cfg: RulesConfig): Step
   const outputs: Output[] = [];
   switch (event.type) {
     case 'message': {
-      const placedIn = onMessage(state, event.message, event.now, cfg, outputs);
+      const placedIn = onMessage(state, event.message, event.now, event.storedOpenId === true, cfg, outputs);
       return placedIn === undefined ? { state, outputs } : { state, outputs, placedIn };
     }
     case 'tick':
@@ -697,7 +773,7 @@ export function openConversations(state: ChatState, cfg: RulesConfig): OpenConve
   return state.open.map((c) => ({
     startedAt: c.startedAt,
     endedAt: c.endedAt,
-    messageCount: c.messages.length,
+    messageCount: c.count,
     bytes: c.bytes,
     deadline: c.endedAt + gap + cfg.graceMs,
     arrivedAt: c.arrivedAt,
@@ -722,12 +798,23 @@ export function decodeState(buf: Buffer): ChatState {
   }
   const s = v as Partial<ChatState> | null;
   if (s === null || typeof s !== 'object') throw new Error('chat state is not an object');
-  if (s.v !== 1 && s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION}, or 1 to upgrade)`);
+  if (s.v !== 1 && s.v !== 2 && s.v !== STATE_VERSION) throw new Error(`unsupported chat state version ${String(s.v)} (expected ${STATE_VERSION}, or 1 or 2 to upgrade)`);
   if (typeof s.chatId !== 'string' || !Array.isArray(s.open) || !Array.isArray(s.sealed)) {
     throw new Error('chat state is missing chatId, open or sealed');
   }
   if (s.v === 1) return upgradeV1(s as ChatState);
+  if (s.v === 2) return upgradeV2(s as ChatState);
   return s as ChatState;
+}
+
+/** A state of version 2, which held every open message and no summary counts: the counts from the messages. */
+export function upgradeV2(s: ChatState): ChatState {
+  for (const c of s.open) {
+    c.count = c.messages.length;
+    c.firstMessageId = c.messages[0]!.message_id;
+  }
+  s.v = STATE_VERSION;
+  return s;
 }
 
 /**
@@ -741,6 +828,5 @@ export function upgradeV1(s: ChatState): ChatState {
   for (const c of s.open) (c as OpenConversation).arrivedAt ??= 0;
   for (const x of s.sealed) (x as SealedSummary).messageIds ??= [];
   s.forgottenReach = s.sealed.length >= SEALED_HISTORY ? s.sealedReach : null;
-  s.v = STATE_VERSION;
-  return s;
+  return upgradeV2(s);
 }

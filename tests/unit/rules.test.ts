@@ -597,10 +597,10 @@ describe('determinism and state', () => {
     assert.deepEqual(decodeState(encodeState(r.state)), r.state);
   });
 
-  test('the empty state is version 2: nothing open, sealed, remembered or forgotten', () => {
-    assert.equal(STATE_VERSION, 2);
+  test('the empty state is version 3: nothing open, sealed, remembered or forgotten', () => {
+    assert.equal(STATE_VERSION, 3);
     assert.deepEqual(emptyChatState('c'), {
-      v: 2, chatId: 'c', chatType: null, clock: null, sealedReach: null, forgottenReach: null, open: [], sealed: [],
+      v: 3, chatId: 'c', chatType: null, clock: null, sealedReach: null, forgottenReach: null, open: [], sealed: [],
     });
   });
 

@@ -68,7 +68,13 @@ test('a conversion closed before its first commit is logged by the next task: a 
   await next.tracker.flush();
   await next.commit();
   const want = new Map<string, string>();
-  for (const c of chats) want.set(c, JSON.stringify((await next.tracker.describeChat(c)).state));
+  // What a chat is, whether it is held with its open messages or read from its summaries.
+  const view = async (t: ConversationTracker, c: string) => {
+    const d = await t.describeChat(c);
+    const s = d.state;
+    return JSON.stringify({ open: d.open, chatType: s?.chatType, clock: s?.clock, reach: [s?.sealedReach, s?.forgottenReach], sealed: s?.sealed });
+  };
+  for (const c of chats) want.set(c, await view(next.tracker, c));
   await next.store.close(v1.length + log.length);
 
   const full = [...v1, ...log];
@@ -76,7 +82,7 @@ test('a conversion closed before its first commit is logged by the next task: a 
   for (const r of full) last.set(r.key.toString(), r);
   const compacted = full.filter((r) => last.get(r.key.toString()) === r && r.value !== null);
   const restored = await task(tmp(), compacted, []);
-  for (const c of chats) assert.equal(JSON.stringify((await restored.tracker.describeChat(c)).state), want.get(c), `chat ${c} after a full restore of the compacted changelog`);
+  for (const c of chats) assert.equal(await view(restored.tracker, c), want.get(c), `chat ${c} after a full restore of the compacted changelog`);
   await restored.store.close(null);
   const tombstoned = new Set(log.filter((r) => r.value === null).map((r) => r.key.toString()));
   assert.deepEqual(chats.filter((c) => !tombstoned.has(c)), [], 'every version-1 key tombstoned');
