@@ -31,6 +31,7 @@ import { skipRun } from '../db/analysis';
 import { backoffDelay, sleep } from '../db/errors';
 import { withPgRetry } from '../db/retry';
 import { startGroupLag } from '../runtime/group-lag';
+import { runSupervised } from '../runtime/consumer-supervisor';
 import type { AnalyzerRegistry } from '../analysis/analyzer';
 import { createAnalyzers, llmOptionsFromConfig } from '../analysis/analyzers';
 import type { LlmOptions } from '../analysis/llm';
@@ -177,12 +178,12 @@ class AnalysisProcessor {
     this.consumer.on(CRASH, (e) => { this.inGroup = false; this.log.error({ err: errorSummary(e.payload.error), restart: e.payload.restart }, 'analysis consumer crashed'); });
     this.consumer.on(STOP, () => { this.inGroup = false; });
     await this.consumer.subscribe({ topic: this.topics.ready, fromBeginning });
-    await this.consumer.run({
+    await runSupervised(this.consumer, {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 4,
       eachBatch: (p) => this.eachBatch(p),
-    });
+    }, { role: 'analysis', log: this.log, stopping: () => this.stopping });
   }
 
   ready(): boolean { return this.inGroup && !this.stopping; }

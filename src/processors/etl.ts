@@ -33,6 +33,7 @@ import { loadConversations, type LoadOutcome } from '../db/conversations';
 import { backoffDelay, isTransientPgError, sleep } from '../db/errors';
 import { withPgRetry } from '../db/retry';
 import { startGroupLag } from '../runtime/group-lag';
+import { runSupervised } from '../runtime/consumer-supervisor';
 import { byPartition, PartitionCounts, sendEachPartition } from '../kafka-send';
 
 const metrics = {
@@ -173,12 +174,12 @@ class Etl {
     });
     this.consumer.on(STOP, () => { this.inGroup = false; });
     await this.consumer.subscribe({ topic: this.topics.sealed, fromBeginning });
-    await this.consumer.run({
+    await runSupervised(this.consumer, {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: this.opts.partitionsConsumedConcurrently ?? 3,
       eachBatch: (payload) => this.eachBatch(payload),
-    });
+    }, { role: 'etl', log: this.log, stopping: () => this.stopping });
   }
 
   ready(): boolean { return this.inGroup && this.pgOk && !this.stopping; }

@@ -13,6 +13,7 @@ import type { InputRecord } from './processor';
 import { taskMetrics } from './runtime-metrics';
 import { COALESCE_MS, type SealTimerMode } from './deadline-timer';
 import { PartitionCounts } from '../kafka-send';
+import { runSupervised } from './consumer-supervisor';
 
 export interface StreamThreadOptions {
   punctuateIntervalMs: number;
@@ -98,12 +99,12 @@ export class StreamThread {
     });
     await consumer.connect();
     await consumer.subscribe({ topic: topology.source, fromBeginning: true });
-    await consumer.run({
+    await runSupervised(consumer, {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1024,
       eachBatch: (payload) => this.onBatch(payload),
-    });
+    }, { role: 'tracker', log: this.log, stopping: () => this.stopping });
     this.timer = setInterval(() => { void this.tick(); }, this.opts.punctuateIntervalMs);
   }
 
