@@ -478,8 +478,8 @@ export class ConversationTracker implements Processor {
    * remembered seals and window, and its open messages only where it must (thread mode, a chat of
    * no known type yet, a version-2 chat to convert).
    */
-  private async read(chat: string, known?: Buffer | null): Promise<StoredChat | null> {
-    const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known;
+  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null }): Promise<StoredChat | null> {
+    const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known.meta;
     if (!meta) return null;
     // The chat record says which of its other ranges hold anything: read only those, at once.
     const rec = parseMeta(meta);
@@ -487,7 +487,7 @@ export class ConversationTracker implements Processor {
     const withMessages = rec.o.length > 0 && needsMessages(rec, (t) => isThreadMode(rules, t));
     const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
     const [summary, messages, sealed, window] = await Promise.all([
-      rec.o.length > 0 && rec.v !== 2 ? this.ctx.store.get(summaryKey(chat)) : null,
+      rec.o.length > 0 && rec.v !== 2 ? (known?.summary ?? this.ctx.store.get(summaryKey(chat))) : null,
       withMessages ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
       rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
@@ -498,12 +498,14 @@ export class ConversationTracker implements Processor {
   /** Loads chats into the cache: their chat records in one read, then each chat's ranges, all chats at once. */
   private async load(chats: string[]): Promise<void> {
     if (chats.length === 0) return;
-    const metas = await this.ctx.store.getMany(chats.map(metaKey));
+    // Chat and summary records of every chat in one read: most loads need nothing more.
+    const n = chats.length;
+    const heads = await this.ctx.store.getMany([...chats.map(metaKey), ...chats.map(summaryKey)]);
     const read: (StoredChat | null)[] = new Array(chats.length);
     // At most LOAD_CONCURRENCY chats' reads in flight: each holds open iterators in the store.
     for (let from = 0; from < chats.length; from += LOAD_CONCURRENCY) {
       const to = Math.min(chats.length, from + LOAD_CONCURRENCY);
-      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, metas[from + i] ?? null)));
+      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, { meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null })));
       for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
     }
     let records = 0;
