@@ -44,3 +44,33 @@ if (require.cache[file] === undefined) {
 export function kafkajsPatched(): boolean {
   return require.cache[file]?.exports === groupMessagesPerPartition;
 }
+
+// A second fix, to kafkajs' Encoder (src/protocol/encoder.js). When a buffer outgrows its capacity
+// it allocates the next power of two with Buffer.alloc, which zero-fills it, and copies. Each
+// record of a send gets an Encoder of its own that grows to the record's size, and the batch and
+// the request grow theirs record after record: a sealed conversation of a few KB is zero-filled
+// several times over (kafkajs' buffers were 18 % of the tracker's CPU when 600 deadlines coincided,
+// BENCHMARKS.md). An Encoder only ever hands out `buf.slice(0, offset)`, so the bytes past `offset`
+// need no zeroing. The prototype is shared, so this holds whatever the load order.
+interface EncoderLike { buf: Buffer; offset: number }
+const encoderFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/protocol/encoder.js');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Encoder = require(encoderFile) as { prototype: { ensureAvailable(this: EncoderLike, length: number): void }; nextPowerOfTwo(n: number): number };
+/** kafkajs' own growth, kept for the test and the benchmark that compare with it. */
+export const zeroFillingGrowth = Encoder.prototype.ensureAvailable;
+
+export function uninitializedGrowth(this: EncoderLike, length: number): void {
+  if (this.offset + length > this.buf.length) {
+    const grown = Buffer.allocUnsafe(Encoder.nextPowerOfTwo(this.offset + length));
+    this.buf.copy(grown, 0, 0, this.offset);
+    this.buf = grown;
+  }
+}
+Encoder.prototype.ensureAvailable = uninitializedGrowth;
+
+/** Sets kafkajs' Encoder growth (for the benchmark and the test); returns the one it replaced. */
+export function setEncoderGrowth(growth: (this: EncoderLike, length: number) => void): (this: EncoderLike, length: number) => void {
+  const was = Encoder.prototype.ensureAvailable;
+  Encoder.prototype.ensureAvailable = growth;
+  return was;
+}
