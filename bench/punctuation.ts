@@ -39,7 +39,7 @@ async function main(): Promise<void> {
     caughtUpSince: () => 0,
     position: () => ({ position: 0, end: 0 }),
   };
-  const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 60_000, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 3_600_000 };
+  const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 60_000, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 2 * 86_400_000 };
   let clock = 0;
   const tracker = new ConversationTracker({
     rules, topics: topicNames({ topicPrefix: 'bench.', appId: 'bench' }), log: pino({ level: 'silent' }), now: () => clock,
@@ -63,7 +63,10 @@ async function main(): Promise<void> {
   const base = Date.UTC(2026, 0, 1);
   const span = 86_400_000;
   const step = span / chats;
-  clock = base + span + GAP; // no message is in the future
+  // The chats are populated before the first deadline, and settled by it: rule 2 waits for the
+  // settle time after a conversation's last message arrived (processing time, `clock` here), so
+  // they arrive a settle time before `base` (MAX_FUTURE_SKEW covers the span).
+  clock = base - rules.settleMs;
   const t0 = Date.now();
   let offset = 0;
   for (let i = 0; i < chats; i += batch) {

@@ -363,8 +363,12 @@ export class ConversationTracker implements Processor {
       left -= due.length;
       if (due.length === 0) break;
       const chats = due.map(([k]) => k.slice(18));
-      await this.load(chats.filter((c) => !this.cache.has(c)));
-      for (const chat of chats) sealed.push(...await this.tick(chat, now));
+      // They are about to be sealed: read with their messages, concurrently, rather than one
+      // seal's read after another.
+      await this.load(chats.filter((c) => !this.cache.has(c)), true);
+      const ticked = chats.map((chat) => this.stepTick(chat, now));
+      await this.completeAll(ticked);
+      for (const t of ticked) sealed.push(...await this.emitTick(t));
       if (due.length < want) break;
       from = `${due[due.length - 1]![0]}\u0000`;
     }
@@ -373,12 +377,33 @@ export class ConversationTracker implements Processor {
 
   /** A caught-up tick for one loaded chat; the ids of what it sealed. */
   private async tick(chat: string, now: number): Promise<string[]> {
+    return this.emitTick(this.stepTick(chat, now));
+  }
+
+  private stepTick(chat: string, now: number): { entry: Entry; outputs: Output[] } {
     const entry = this.entry(chat);
     const res = step(entry.state, { type: 'tick', now, caughtUp: true }, this.deps.rules);
     entry.state = res.state;
     this.dirty.add(chat);
-    await this.emit(entry, res.outputs, null);
-    return res.outputs.flatMap((o) => (o.kind === 'sealed' ? [o.conversation.conversation_id] : []));
+    return { entry, outputs: res.outputs };
+  }
+
+  private async emitTick({ entry, outputs }: { entry: Entry; outputs: Output[] }): Promise<string[]> {
+    await this.emit(entry, outputs, null);
+    return outputs.flatMap((o) => (o.kind === 'sealed' ? [o.conversation.conversation_id] : []));
+  }
+
+  /**
+   * Completes the pending seals of several chats' steps, LOAD_CONCURRENCY chats' reads at a time
+   * (each chat's own seals one after another: spans of one chat are disjoint, so each reads its own).
+   */
+  private async completeAll(steps: { entry: Entry; outputs: Output[] }[]): Promise<void> {
+    const work = steps.filter((t) => t.outputs.some((o) => o.kind === 'sealed' && o.pending !== undefined));
+    for (let from = 0; from < work.length; from += LOAD_CONCURRENCY) {
+      await Promise.all(work.slice(from, from + LOAD_CONCURRENCY).map(async ({ entry, outputs }) => {
+        for (const o of outputs) if (o.kind === 'sealed' && o.pending !== undefined) await this.complete(entry, o as { conversation: ConversationSealed; pending: PendingSeal });
+      }));
+    }
   }
 
   private async command(cmd: ChatCommand, r: InputRecord, now: number): Promise<void> {
@@ -478,25 +503,25 @@ export class ConversationTracker implements Processor {
    * remembered seals and window, and its open messages only where it must (thread mode, a chat of
    * no known type yet, a version-2 chat to convert).
    */
-  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null }): Promise<StoredChat | null> {
+  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null }, withMessages = false): Promise<StoredChat | null> {
     const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known.meta;
     if (!meta) return null;
     // The chat record says which of its other ranges hold anything: read only those, at once.
     const rec = parseMeta(meta);
     const rules = this.deps.rules;
-    const withMessages = rec.o.length > 0 && needsMessages(rec, (t) => isThreadMode(rules, t));
+    const messagesToo = rec.o.length > 0 && (withMessages || needsMessages(rec, (t) => isThreadMode(rules, t)));
     const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
     const [summary, messages, sealed, window] = await Promise.all([
       rec.o.length > 0 && rec.v !== 2 ? (known?.summary ?? this.ctx.store.get(summaryKey(chat))) : null,
-      withMessages ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
+      messagesToo ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
       rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
     ]);
     return assembleChat(chat, { meta: rec, summary, messages: messages ?? (rec.o.length > 0 ? null : []), sealed, window });
   }
 
-  /** Loads chats into the cache: their chat records in one read, then each chat's ranges, all chats at once. */
-  private async load(chats: string[]): Promise<void> {
+  /** Loads chats into the cache: their chat and summary records in one read, then each chat's ranges (its open messages only where needed, or `withMessages`), LOAD_CONCURRENCY chats at once. */
+  private async load(chats: string[], withMessages = false): Promise<void> {
     if (chats.length === 0) return;
     // Chat and summary records of every chat in one read: most loads need nothing more.
     const n = chats.length;
@@ -505,7 +530,7 @@ export class ConversationTracker implements Processor {
     // At most LOAD_CONCURRENCY chats' reads in flight: each holds open iterators in the store.
     for (let from = 0; from < chats.length; from += LOAD_CONCURRENCY) {
       const to = Math.min(chats.length, from + LOAD_CONCURRENCY);
-      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, { meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null })));
+      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, { meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null }, withMessages)));
       for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
     }
     let records = 0;
