@@ -45,6 +45,12 @@
 //   message larger than maxBytes: nothing is ever split or dropped.
 // - Outputs of one step come in a fixed order: rule-1 seals in started_at order, then the MAX_SIZE
 //   seal. Rule 2 seals in started_at order.
+// - What an open conversation needs until its seal is a summary (span, count, bytes, arrival time,
+//   first message id, continuation), so a caller may hand in a state whose conversations hold only
+//   some of their messages (see OpenConversation): such a seal is emitted pending, the caller
+//   completes it with every message (`completeSeal`), and a re-sent message whose original the
+//   state does not hold is named a duplicate by the event (`storedOpenId`). The outputs are the
+//   same as with every message held; tests/unit/chat-state-layout.test.ts checks that.
 
 import { createHash } from 'node:crypto';
 import type { Config } from '../config';
