@@ -401,7 +401,7 @@ export class ConversationTracker implements Processor {
     const work = steps.filter((t) => t.outputs.some((o) => o.kind === 'sealed' && o.pending !== undefined));
     for (let from = 0; from < work.length; from += LOAD_CONCURRENCY) {
       await Promise.all(work.slice(from, from + LOAD_CONCURRENCY).map(async ({ entry, outputs }) => {
-        for (const o of outputs) if (o.kind === 'sealed' && o.pending !== undefined) await this.complete(entry, o as { conversation: ConversationSealed; pending: PendingSeal });
+        for (const o of outputs) if (o.kind === 'sealed' && o.pending !== undefined) await this.complete(entry, o);
       }));
     }
   }
@@ -445,7 +445,7 @@ export class ConversationTracker implements Processor {
     for (const o of outputs) {
       switch (o.kind) {
         case 'sealed': {
-          if (o.pending !== undefined) await this.complete(entry, o as { conversation: ConversationSealed; pending: PendingSeal });
+          if (o.pending !== undefined) await this.complete(entry, o);
           const c = o.conversation;
           sealedMessages(entry, c.messages, this.writes, this.fresh);
           m().sealed.inc({ reason: c.seal_reason });
@@ -491,7 +491,7 @@ export class ConversationTracker implements Processor {
   // --- state ---------------------------------------------------------------------------------
 
   /** Gives a sealed conversation whose messages were not all in memory every message (completeSealFrom). */
-  private async complete(entry: Entry, o: { conversation: ConversationSealed; pending: PendingSeal }): Promise<void> {
+  private async complete(entry: Entry, o: { conversation: ConversationSealed; pending?: PendingSeal }): Promise<void> {
     const prefix = messagePrefix(o.conversation.chat_id);
     const rows = await this.ctx.store.range(prefix, prefixEnd(prefix), Infinity);
     completeSealFrom(entry, o, rows, this.writes);
