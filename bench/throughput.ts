@@ -70,6 +70,8 @@ export interface RestoreRun {
   changelogMb: number;
   storeMb: number;
   restoreMs: number;
+  /** Of restoreMs (the slowest partition's): its rebuild after the changelog was read. */
+  rebuildMs: number;
   restoredRecords: number;
   readyMs: number;
 }
@@ -117,7 +119,7 @@ async function getJson<T>(url: string): Promise<T> {
 }
 
 /** A partition in `GET /v1/tracker/status` (snake_case, as the API answers). */
-interface StatusPartition { partition: number; state: string; position: number; end: number; caught_up: boolean; restore_ms: number; restored_records: number }
+interface StatusPartition { partition: number; state: string; position: number; end: number; caught_up: boolean; restore_ms: number; restore_rebuild_ms: number; restored_records: number }
 
 function rateOf(records: number, ms: number | null): number {
   return ms === null || ms <= 0 ? NaN : (records * 1000) / ms;
@@ -368,6 +370,7 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
         result.restore = {
           changelogRecords, storeMb, changelogMb: changelogBytes / 1e6,
           restoreMs: Math.max(...status.map((p) => p.restore_ms)),
+          rebuildMs: status.reduce((a, p) => (p.restore_ms > a.restore_ms ? p : a)).restore_rebuild_ms,
           restoredRecords: status.reduce((s, p) => s + p.restored_records, 0),
           readyMs,
         };

@@ -148,6 +148,8 @@ export interface PartitionView {
   next_due_at: string | null;
   seal_timer: { mode: string; armed_at: string | null } | null;
   restore_ms: number;
+  /** Of restore_ms: the rebuild after the changelog was read (the deadline index). */
+  restore_rebuild_ms: number;
   restored_records: number;
 }
 
@@ -163,7 +165,7 @@ export async function trackerPartitions(kafka: Kafka, cfg: Config, verbose = fal
     partition: p.partition, instance: m.clientId, state: p.state, position: p.position, committed_offset: committed.get(p.partition) ?? null,
     end: p.end, lag: p.lag, caught_up: p.caught_up, open_conversations: p.open_conversations, next_deadlines: p.next_deadlines ?? [],
     next_due_at: p.next_due_at ?? null, seal_timer: p.seal_timer ?? null,
-    restore_ms: p.restore_ms, restored_records: p.restored_records,
+    restore_ms: p.restore_ms, restore_rebuild_ms: p.restore_rebuild_ms ?? 0, restored_records: p.restored_records,
   })));
   partitions.sort((a, b) => a.partition - b.partition);
   return {

@@ -23,7 +23,7 @@ import type { Processor, ProcessorContext, InputRecord } from '../runtime/proces
 import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
 import {
-  type ChatState, type Output, type PendingSeal, type RulesConfig, type SealedSummary, isComplete, isThreadMode, nextDeadline, openConversations, step,
+  type ChatState, type Output, type PendingSeal, type RulesConfig, type SealedSummary, STATE_VERSION, isComplete, isThreadMode, nextDeadline, openConversations, step,
 } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
@@ -39,6 +39,8 @@ export const COMMAND_HEADER = 'chatstats-command';
 export const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 const DUE_CHUNK = 1000;
 const LOAD_CONCURRENCY = 32;
+/** Chats whose deadlines a restore's rebuild reads per multi-get. */
+const REBUILD_CHUNK = 1000;
 /** Heap estimate: per cached chat, per open message beyond its counted bytes, per remembered sealed id. */
 const CHAT_OVERHEAD = 600;
 const MESSAGE_OVERHEAD = 160;
@@ -205,7 +207,10 @@ export class ConversationTracker implements Processor {
   private readonly restoredChats = new Set<string>();
 
   async restore(records: RawRecord[]): Promise<void> {
-    const ops: StoreOp[] = [];
+    // The slice's last write of each key: an uncompacted changelog rewrites a chat's summary once
+    // per transaction and follows a message's record by its tombstone, and only the last counts.
+    const ops = new Map<string, StoreOp>();
+    const apply = () => this.ctx.store.write([...ops.values()]);
     for (const r of records) {
       if (r.key === null) continue;
       const key = r.key.toString();
@@ -215,37 +220,45 @@ export class ConversationTracker implements Processor {
         // that logged the converted chat, whose records precede it: the conversion is logged, and
         // the tombstone removes nothing of the current layout.
         if (r.value === null) {
-          ops.push({ type: 'del', key: pendingUpgradeKey(k.chat) });
+          const key = pendingUpgradeKey(k.chat);
+          ops.set(key, { type: 'del', key });
           this.upgraded.delete(k.chat);
           continue;
         }
-        if (ops.length > 0) { await this.ctx.store.write(ops.splice(0)); }
+        if (ops.size > 0) { await apply(); ops.clear(); }
         await this.ctx.store.write([
           ...await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)),
           { type: 'put', key: pendingUpgradeKey(k.chat), value: Buffer.alloc(0) },
         ]);
         this.upgraded.add(k.chat);
-      } else if (r.value === null) {
-        ops.push({ type: 'del', key });
       } else {
-        ops.push({ type: 'put', key, value: r.value });
+        ops.set(key, r.value === null ? { type: 'del', key } : { type: 'put', key, value: r.value });
       }
       this.restoredChats.add(k.chat);
     }
-    await this.ctx.store.write(ops);
+    await apply();
   }
 
   async restored(): Promise<void> {
     const ops: StoreOp[] = [];
-    for (const chat of this.restoredChats) {
-      const sc = await this.read(chat);
-      const due = sc ? nextDeadline(sc.state, this.deps.rules) : null;
-      const before = await this.ctx.store.get(indexedKey(chat));
-      const was = before ? Number(before.toString()) : null;
-      if (was !== due) {
-        if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
-        if (due !== null) ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
-        else ops.push({ type: 'del', key: indexedKey(chat) });
+    // Each restored chat's deadline from its chat and summary records, read with its index entry
+    // in one multi-get per REBUILD_CHUNK chats: the open messages and remembered seals are not
+    // needed for it (a version-2 chat, which has no summary record, is read in full).
+    const chats = [...this.restoredChats];
+    for (let from = 0; from < chats.length; from += REBUILD_CHUNK) {
+      const part = chats.slice(from, from + REBUILD_CHUNK);
+      const n = part.length;
+      const got = await this.ctx.store.getMany([...part.map(metaKey), ...part.map(summaryKey), ...part.map(indexedKey)]);
+      for (let i = 0; i < n; i++) {
+        const chat = part[i]!;
+        const due = await this.restoredDeadline(chat, got[i] ?? null, got[n + i] ?? null);
+        const before = got[2 * n + i];
+        const was = before ? Number(before.toString()) : null;
+        if (was !== due) {
+          if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
+          if (due !== null) ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
+          else ops.push({ type: 'del', key: indexedKey(chat) });
+        }
       }
       if (ops.length >= 10_000) await this.ctx.store.write(ops.splice(0));
     }
@@ -259,6 +272,17 @@ export class ConversationTracker implements Processor {
     }
     await this.ctx.store.write(ops);
     m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
+  }
+
+  /** A restored chat's due time (nextDeadline) from its chat and summary records. */
+  private async restoredDeadline(chat: string, meta: Buffer | null, summary: Buffer | null): Promise<number | null> {
+    if (meta === null) return null;
+    const rec = parseMeta(meta);
+    if (rec.o.length === 0) return null;
+    const sc = rec.v === STATE_VERSION
+      ? assembleChat(chat, { meta: rec, summary, messages: null, sealed: [], window: [] })
+      : await this.read(chat, { meta, summary });
+    return sc ? nextDeadline(sc.state, this.deps.rules) : null;
   }
 
   // --- events --------------------------------------------------------------------------------

@@ -65,7 +65,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
           : null;
         out.push({
           partition: p.partition, state: p.state, position: p.position, end: p.end, lag: p.lag, caught_up: p.caughtUp,
-          restore_ms: p.restoreMs, restored_records: p.restoredRecords,
+          restore_ms: p.restoreMs, restore_rebuild_ms: p.restoreRebuildMs, restored_records: p.restoredRecords,
           next_due_at: p.nextDueAt === null ? null : new Date(p.nextDueAt).toISOString(),
           seal_timer: { mode: p.sealTimer.mode, armed_at: p.sealTimer.armedAt === null ? null : new Date(p.sealTimer.armedAt).toISOString() },
           ...(detail ?? { open_conversations: null, next_deadlines: [] }),

@@ -105,6 +105,8 @@ export class StreamTask {
   private restoredFlag = false;
   restoredRecords = 0;
   restoreMs = 0;
+  /** Of restoreMs: the processor's rebuild after the changelog was read (its `restored()`). */
+  restoreRebuildMs = 0;
 
   constructor(
     readonly partition: number,
@@ -199,7 +201,9 @@ export class StreamTask {
     this.restoredRecords = await this.reader.read(spec.changelogTopic, partition, from, end,
       (records) => this.processor.restore(records));
     this.storeChangelogEnd = end;
+    const rebuilding = Date.now();
     await this.processor.restored();
+    this.restoreRebuildMs = Date.now() - rebuilding;
 
     // Read only now: initTransactions above waited for the previous owner's last transaction to
     // complete, so this offset is final. kafkajs read the group's offsets when it joined, possibly
@@ -212,7 +216,7 @@ export class StreamTask {
     const m = taskMetrics();
     m.restoreSeconds.observe({ store: spec.storeName }, this.restoreMs / 1000);
     m.restoreRecords.inc({ store: spec.storeName }, this.restoredRecords);
-    this.log.info({ wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, position: this.pos },
+    this.log.info({ wiped: this.store.wiped, from, end, records: this.restoredRecords, ms: this.restoreMs, rebuildMs: this.restoreRebuildMs, position: this.pos },
       'task restored');
     await this.refreshDue(true);
   }

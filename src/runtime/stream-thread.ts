@@ -34,6 +34,8 @@ export interface PartitionStatus {
   lag: number;
   caughtUp: boolean;
   restoreMs: number;
+  /** Of restoreMs: the rebuild after the changelog was read (the tracker's deadline index). */
+  restoreRebuildMs: number;
   restoredRecords: number;
   /** Wall-clock ms from which a punctuation would seal something (the next deadline), or null. */
   nextDueAt: number | null;
@@ -273,6 +275,7 @@ export class StreamThread {
         lag: Math.max(0, end - t.position),
         caughtUp: t.position >= 0 && t.position >= end,
         restoreMs: t.restoreMs,
+        restoreRebuildMs: t.restoreRebuildMs,
         restoredRecords: t.restoredRecords,
         nextDueAt: t.nextDueAt,
         sealTimer: { mode: t.timerMode, armedAt: t.timerArmedAt },
