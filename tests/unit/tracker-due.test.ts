@@ -10,6 +10,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { ConversationTracker } from '../../src/processors/conversation-tracker';
 import type { InputRecord, ProcessorContext } from '../../src/runtime/processor';
+import type { RawRecord } from '../../src/runtime/partition-reader';
 import { StateStore, type StoreOp } from '../../src/runtime/state-store';
 import type { RulesConfig } from '../../src/sessionization/rules';
 import type { ChatMessage } from '../../src/records/types';
@@ -21,17 +22,22 @@ const T0 = Date.UTC(2026, 0, 1);
 const dirs: string[] = [];
 after(() => { for (const d of dirs) rmSync(d, { recursive: true, force: true }); });
 
-async function setup(maxSeals?: number) {
+/**
+ * A tracker on a fresh store; with `restoreFrom`, restored from those changelog records first, in
+ * slices of `slice` records (as a restore hands the fetched slices over).
+ */
+async function setup(maxSeals?: number, restoreFrom?: { key: string; value: Buffer | null }[], slice = 1000) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatstats-due-'));
   dirs.push(dir);
   const store = await StateStore.open(dir, 'chat-state', 0);
   let pending: StoreOp[] = [];
   const sealed: string[] = [];
+  const changelog: { key: string; value: Buffer | null }[] = [];
   let caughtUp = true;
   const ctx: ProcessorContext = {
     partition: 0, store,
     forward: (r) => { if (r.topic.endsWith('sealed')) sealed.push(JSON.parse(r.value!.toString()).chat_id); },
-    logChange: (_k, _v, ops) => { pending.push(...ops); },
+    logChange: (k, v, ops) => { changelog.push({ key: k, value: v }); pending.push(...ops); },
     writeLocal: (ops) => { pending.push(...ops); },
     caughtUp: () => caughtUp,
     caughtUpSince: () => 0,
@@ -51,6 +57,8 @@ async function setup(maxSeals?: number) {
     },
   });
   await tracker.init(ctx);
+  const records = (restoreFrom ?? []).map((r, i): RawRecord => ({ key: Buffer.from(r.key), value: r.value, offset: String(i), timestamp: '0' }));
+  for (let i = 0; i < records.length; i += slice) await tracker.restore(records.slice(i, i + slice));
   await tracker.restored();
   const commit = async () => { await tracker.flush(); const ops = pending; pending = []; await store.write(ops); };
   let offset = 0;
@@ -66,7 +74,7 @@ async function setup(maxSeals?: number) {
     await commit();
   };
   const punctuate = async (now: number) => { await tracker.punctuate(now); await commit(); };
-  return { tracker, send, punctuate, sealed, store, behind: () => { caughtUp = false; } };
+  return { tracker, send, punctuate, sealed, changelog, store, behind: () => { caughtUp = false; } };
 }
 
 test('nextDueAt is the earliest deadline + 1 ms, from committed state, and moves as chats seal or go on', async () => {
@@ -114,5 +122,36 @@ test('a tracker that is behind seals nothing by wall clock, whatever is due', as
   await t.punctuate(T0 + 1_000_000);
   assert.deepEqual(t.sealed, []);
   assert.equal(await t.tracker.nextDueAt(), T0 + GAP + GRACE + 1);
+  await t.store.close(null);
+});
+
+test('a restore of the whole changelog, in slices, rebuilds the deadline index: the same next due time and the same seals after it', async () => {
+  const t = await setup();
+  // 2,500 chats (more than one rebuild chunk of 1,000); every third chat's first conversation is
+  // sealed by a later message (its records written and then tombstoned, sometimes in one slice).
+  const chat = (i: number) => `k${String(i).padStart(4, '0')}`;
+  for (let from = 0; from < 2500; from += 500) {
+    await t.send(Array.from({ length: 500 }, (_, j) => ({ chat: chat(from + j), at: T0 + 10 * (from + j) })));
+  }
+  await t.send(Array.from({ length: 834 }, (_, j) => ({ chat: chat(3 * j), at: T0 + 10 * 3 * j + 5 * GAP })));
+  const sealedBefore = t.sealed.length;
+  assert.equal(sealedBefore, 834, 'sealed by their next message');
+  const log = t.changelog.slice();
+  const due = await t.tracker.nextDueAt();
+  const open = t.tracker.openConversationCount;
+  assert.equal(open, 2500);
+  const times = Array.from({ length: 27 }, (_, i) => T0 + 997 * i);
+  for (const now of times) await t.punctuate(now);
+  const want = t.sealed.slice(sealedBefore);
+  assert.equal(want.length, 2500, 'every open conversation sealed by wall clock');
+  for (const slice of [1, 7, 100_000]) {
+    const r = await setup(undefined, log, slice);
+    assert.equal(await r.tracker.nextDueAt(), due, `slices of ${slice}: next due time`);
+    assert.equal(r.tracker.openConversationCount, open, `slices of ${slice}: open conversations`);
+    // Punctuated at the same times, the restored tracker seals the same chats in the same order.
+    for (const now of times) await r.punctuate(now);
+    assert.deepEqual(r.sealed, want, `slices of ${slice}: sealed by wall clock`);
+    await r.store.close(null);
+  }
   await t.store.close(null);
 });
