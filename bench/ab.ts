@@ -4,7 +4,8 @@
 //
 // Each path is a checkout with its dist/ built and node_modules installed. The backlog (the
 // throughput benchmark's traffic, default 300k records) is written once to the broker of
-// KAFKA_BROKERS; every run is a fresh application id (its own group, changelog and outputs) of one
+// KAFKA_BROKERS; AB_ENV_A and AB_ENV_B (`NAME=value ...`) add settings to one side's trackers,
+// so that one build can be compared against itself with a setting changed. Every run is a fresh application id (its own group, changelog and outputs) of one
 // `chatstats run tracker` of that build, timed from its start to its group's committed offsets
 // reaching the end. Interleaving spreads the machine's other load over both builds.
 import path from 'node:path';
@@ -28,14 +29,20 @@ async function main(): Promise<void> {
     await createTopics(admin, [input]);
     await produceAll(kafka, input, generateTraffic({ seed: 7, messages: records, gapMs: 5_400_000 }));
     const end = await topicEnd(admin, input);
-    console.log(`${fmtInt(end)} records on ${input}; A = ${a}, B = ${b}`);
+    const sideEnv = (name: string) => Object.fromEntries((process.env[name] ?? '').split(/\s+/).filter(Boolean).map((kv) => {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new Error(`${name}: expected NAME=value, got "${kv}"`);
+      return [kv.slice(0, i), kv.slice(i + 1)];
+    }));
+    const extra = { A: sideEnv('AB_ENV_A'), B: sideEnv('AB_ENV_B') };
+    console.log(`${fmtInt(end)} records on ${input}; A = ${a} ${JSON.stringify(extra.A)}, B = ${b} ${JSON.stringify(extra.B)}`);
     for (let r = 0; r < rounds; r++) {
       for (const [label, root] of [['A', a], ['B', b]] as const) {
         const appId = `${base.appId}-${label}${r}`;
         const stateDir = `${base.stateDir}-${label}${r}`;
         dirs.push(stateDir);
         const t0 = Date.now();
-        const child = spawnChild(process.execPath, [path.join(root, 'bin/chatstats.js'), 'run', 'tracker'], { ...base.env, APP_ID: appId, STATE_DIR: stateDir });
+        const child = spawnChild(process.execPath, [path.join(root, 'bin/chatstats.js'), 'run', 'tracker'], { ...base.env, ...extra[label], APP_ID: appId, STATE_DIR: stateDir });
         const p = await waitForGroup(admin, `${appId}-tracker`, input, end, {
           timeoutMs: 900_000, onTick: () => child.sample(),
           failed: () => (child.exitCode() !== undefined ? `${label} exited: ${child.output().slice(-1500)}` : null),

@@ -42,7 +42,9 @@ export function newRun(name: string, extra: Record<string, string> = {}): RunEnv
     id, prefix, appId, stateDir,
     env: {
       KAFKA_BROKERS: BROKERS, TOPIC_PREFIX: prefix, APP_ID: appId, STATE_DIR: stateDir, METRICS_PORT: '0',
-      LOG_LEVEL: 'warn', LOG_FORMAT: 'json', TOPIC_PARTITIONS: '6', ...extra,
+      LOG_LEVEL: 'warn', LOG_FORMAT: 'json', TOPIC_PARTITIONS: '6',
+      // As the image runs it (Dockerfile): glibc keeps two malloc arenas, not one per thread.
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', ...extra,
     },
   };
 }

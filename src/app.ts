@@ -9,6 +9,7 @@ import { Gauge } from 'prom-client';
 import { enableProcessMetrics, registry } from './metrics';
 import { startHttpServer, type Route } from './http-server';
 import { startTracker } from './roles/tracker';
+import { setHeapGrowth } from './runtime/heap-growth';
 
 export type Role = 'tracker' | 'etl' | 'analysis';
 export const ALL_ROLES: Role[] = ['tracker', 'etl', 'analysis'];
@@ -77,6 +78,7 @@ new Gauge({
 export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
   const log = logger('LiveSync');
   enableProcessMetrics();
+  setHeapGrowth(cfg.heapGrowthPercent);
   const running: Running[] = [];
   const routes: Record<string, Route> = {};
   let started = false;

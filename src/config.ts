@@ -46,6 +46,8 @@ export interface Config {
   stateMemoryBytes: number;
   /** STATE_CACHE: the tracker's cache of chat states (estimated heap bytes), split across a process's tasks. */
   stateCacheBytes: number;
+  /** HEAP_GROWTH_PERCENT: the JS heap's growth between full collections (src/runtime/heap-growth.ts); 0: V8's own. */
+  heapGrowthPercent: number;
   metricsPort: number;
   /** The address the HTTP server (metrics, health, status) listens on; 0.0.0.0 is every IPv4 interface. */
   metricsHost: string;
@@ -234,6 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '8MiB'),
     stateMemoryBytes: r.bytes('STATE_MEMORY', '64MiB', 16 * 1_048_576),
     stateCacheBytes: r.bytes('STATE_CACHE', '32MiB', 1_048_576),
+    heapGrowthPercent: r.int('HEAP_GROWTH_PERCENT', 100, 0, 1000),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     metricsHost: r.string('METRICS_HOST', '0.0.0.0'),
     kafkaSsl: r.bool('KAFKA_SSL', false),
