@@ -39,6 +39,8 @@ export interface Config {
   punctuateMaxSeals: number;
   /** Bytes fetched per partition per request: one fetch is one transaction of the tracker. */
   fetchMaxBytesPerPartition: number;
+  /** Bytes fetched per request across all partitions: the input a tracker process holds decoded at once. */
+  fetchMaxBytes: number;
   /**
    * Native memory of the process's state stores (RocksDB memtables and block caches), split
    * evenly across the stores it may open (one per input partition).
@@ -233,7 +235,8 @@ export function loadConfig(env: Env = process.env): Config {
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
     sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick'] as const),
     punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),
-    fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '8MiB'),
+    fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '4MiB'),
+    fetchMaxBytes: r.bytes('FETCH_MAX_BYTES', '8MiB', 1_048_576),
     stateMemoryBytes: r.bytes('STATE_MEMORY', '64MiB', 16 * 1_048_576),
     stateCacheBytes: r.bytes('STATE_CACHE', '32MiB', 1_048_576),
     heapGrowthPercent: r.int('HEAP_GROWTH_PERCENT', 100, 0, 1000),

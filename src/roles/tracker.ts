@@ -41,7 +41,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log, sourcePartitions), {
     appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer,
-    fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition,
+    fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition, fetchMaxBytes: cfg.fetchMaxBytes,
   }, log);
   await thread.start();
   log.info({ source: topics.messages, endpoint }, 'tracker started');

@@ -19,6 +19,8 @@ export interface StreamThreadOptions {
   punctuateIntervalMs: number;
   stateDir: string;
   fetchMaxBytesPerPartition?: number;
+  /** Bytes fetched per request across partitions (FETCH_MAX_BYTES): what the process holds of its input at once. */
+  fetchMaxBytes?: number;
   appId: string;
   /** 'deadline' (default): a timer per task at its next due time; 'tick': the fixed tick only. */
   sealTimer?: SealTimerMode;
@@ -80,7 +82,7 @@ export class StreamThread {
       rebalanceTimeout: 60_000,
       heartbeatInterval: 3_000,
       maxBytesPerPartition: this.opts.fetchMaxBytesPerPartition ?? 1_048_576,
-      maxBytes: Math.max(10_485_760, 2 * (this.opts.fetchMaxBytesPerPartition ?? 0)),
+      maxBytes: this.opts.fetchMaxBytes ?? Math.max(10_485_760, 2 * (this.opts.fetchMaxBytesPerPartition ?? 0)),
       maxWaitTimeInMs: 100,
     }));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
