@@ -48,7 +48,7 @@ export function isTransientPgError(err: unknown): boolean {
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended|not queryable|socket hang up/i.test(msg);
 }
 
-/** Capped exponential backoff with full jitter: attempt 0 waits up to initialMs. */
+/** Capped exponential backoff with jitter: attempt n waits between half its cap and its cap, the cap min(maxMs, initialMs * 2^n). */
 export function backoffDelay(attempt: number, initialMs: number, maxMs: number, random: () => number = Math.random): number {
   const cap = Math.min(maxMs, initialMs * 2 ** Math.min(attempt, 30));
   return Math.round(cap / 2 + (random() * cap) / 2);

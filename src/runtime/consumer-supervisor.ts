@@ -5,13 +5,15 @@
 // an error thrown by the processing code) stops the consumer for good while the process lives on:
 // it stays up, reports nothing wrong to a liveness probe that only checks the process, and reads
 // nothing. Kafka Streams replaces such a thread (REPLACE_THREAD). Here the same consumer is
-// connected and run again after a backoff (5 s doubling to 1 min, reset once it rejoins its group):
+// connected and run again after a backoff (5 s doubling to 1 min, with jitter so that instances
+// that crashed together do not come back together; reset once it rejoins its group):
 // it resumes at the group's committed offsets, which is what each processor is built to do after
 // a crash (the tracker restores its tasks, the ETL and the analysis find their work recorded).
 import type { Consumer, ConsumerRunConfig } from 'kafkajs';
 import type { Logger } from 'pino';
 import { Counter } from 'prom-client';
 import { registry } from '../metrics';
+import { backoffDelay } from '../db/errors';
 
 let restarts: Counter<'role'> | null = null;
 function restartsMetric(): Counter<'role'> {
@@ -38,12 +40,11 @@ export async function runSupervised(consumer: Consumer, config: ConsumerRunConfi
   const initial = opts.initialMs ?? 5_000;
   const max = opts.maxMs ?? 60_000;
   restartsMetric().inc({ role: opts.role }, 0);
-  let delay = initial;
+  let attempt = 0;
   let timer: NodeJS.Timeout | null = null;
   const again = () => {
     if (timer !== null || opts.stopping()) return;
-    const wait = delay;
-    delay = Math.min(max, delay * 2);
+    const wait = backoffDelay(attempt++, initial, max);
     opts.log.error({ role: opts.role, retryInMs: wait }, 'the consumer stopped on an error it does not restart from; running it again');
     timer = setTimeout(() => {
       timer = null;
@@ -56,6 +57,6 @@ export async function runSupervised(consumer: Consumer, config: ConsumerRunConfi
     timer.unref();
   };
   consumer.on(consumer.events.CRASH, (e) => { if (!e.payload.restart) again(); });
-  consumer.on(consumer.events.GROUP_JOIN, () => { delay = initial; });
+  consumer.on(consumer.events.GROUP_JOIN, () => { attempt = 0; });
   await consumer.run(config);
 }
