@@ -144,9 +144,9 @@ test('STATE_MEMORY: default 64MiB, sizes with units, at least 16MiB; STATE_CACHE
   }
 });
 
-test('FETCH_MAX_BYTES: default 8MiB, sizes with units, at least 1MiB; FETCH_MAX_BYTES_PER_PARTITION default 4MiB', () => {
-  assert.equal(loadConfig({}).fetchMaxBytes, 8 * MiB);
-  assert.equal(loadConfig({}).fetchMaxBytesPerPartition, 4 * MiB);
+test('FETCH_MAX_BYTES: default 6MiB, sizes with units, at least 1MiB; FETCH_MAX_BYTES_PER_PARTITION default 3MiB', () => {
+  assert.equal(loadConfig({}).fetchMaxBytes, 6 * MiB);
+  assert.equal(loadConfig({}).fetchMaxBytesPerPartition, 3 * MiB);
   assert.equal(loadConfig({ FETCH_MAX_BYTES: '4MiB' }).fetchMaxBytes, 4 * MiB);
   for (const bad of ['512KiB', 'much', '-1MiB']) {
     assert.throws(() => loadConfig({ FETCH_MAX_BYTES: bad }), (e: unknown) => e instanceof ConfigError && e.variable === 'FETCH_MAX_BYTES', bad);
