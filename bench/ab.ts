@@ -5,9 +5,9 @@
 // Each path is a checkout with its dist/ built and node_modules installed. The backlog (the
 // throughput benchmark's traffic, default 300k records) is written once to the broker of
 // KAFKA_BROKERS; AB_ENV_A and AB_ENV_B (`NAME=value ...`) add settings to one side's trackers,
-// so that one build can be compared against itself with a setting changed. Every run is a fresh application id (its own group, changelog and outputs) of one
-// `chatstats run tracker` of that build, timed from its start to its group's committed offsets
-// reaching the end. Interleaving spreads the machine's other load over both builds.
+// so that one build can be compared against itself with a setting changed. Every run is a fresh
+// application id (its own group, changelog and outputs) of one `chatstats run tracker` of that
+// build, timed from its start to its group's committed offsets reaching the end. Interleaving spreads the machine's other load over both builds.
 import path from 'node:path';
 import { generateTraffic } from './generator';
 import { benchKafka, cleanup, createTopics, fmtInt, loadAverage, newRun, produceAll, removeDir, spawnChild, topicEnd, waitForGroup } from './lib';
