@@ -26,7 +26,7 @@ import {
   type ChatState, type Output, type PendingSeal, type RulesConfig, type SealedSummary, STATE_VERSION, isComplete, isThreadMode, nextDeadline, openConversations, step,
 } from '../sessionization/rules';
 import {
-  type StoredChat, type RecordWrites, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
+  type StoredChat, type RecordWrites, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
   metaKey, needsMessages, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
@@ -41,6 +41,8 @@ const DUE_CHUNK = 1000;
 const LOAD_CONCURRENCY = 32;
 /** Chats whose deadlines a restore's rebuild reads per multi-get. */
 const REBUILD_CHUNK = 1000;
+/** The first byte of an open message's key (`n␀<chat>␀<id>`, chat-state-layout.ts). */
+const MESSAGE_KIND = 0x6e;
 /** Heap estimate: per cached chat, per open message beyond its counted bytes, per remembered sealed id. */
 const CHAT_OVERHEAD = 600;
 const MESSAGE_OVERHEAD = 160;
@@ -207,43 +209,45 @@ export class ConversationTracker implements Processor {
   private readonly restoredChats = new Set<string>();
 
   async restore(records: RawRecord[]): Promise<void> {
-    // The slice's last write of each key: an uncompacted changelog rewrites a chat's summary once
-    // per transaction and follows a message's record by its tombstone, and only the last counts.
-    const ops = new Map<string, StoreOp>();
-    const apply = () => this.ctx.store.write([...ops.values()]);
-    for (const r of records) {
-      if (r.key === null) continue;
-      const key = r.key.toString();
-      const k = parseKey(key);
+    // The records go to the store as they came, in order, one write batch per run between
+    // version-1 records (RocksDB keeps the last write of a key). A message record (`n␀`, most of
+    // them) is not parsed: the transaction that wrote or deleted it also rewrote its chat's summary
+    // or chat record, which marks the chat for the rebuild.
+    let from = 0;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      if (r.key === null || (r.key[0] === MESSAGE_KIND && r.key[1] === 0 && r.key.indexOf(0, 2) > 2)) continue;
+      const k = parseKey(r.key.toString());
       if (k.kind === 'v1') {
         // A version-1 record holds the whole chat; its tombstone was logged in the transaction
         // that logged the converted chat, whose records precede it: the conversion is logged, and
         // the tombstone removes nothing of the current layout.
+        await this.ctx.store.applyRecords(records, from, i);
+        from = i + 1;
         if (r.value === null) {
-          const key = pendingUpgradeKey(k.chat);
-          ops.set(key, { type: 'del', key });
+          await this.ctx.store.write([{ type: 'del', key: pendingUpgradeKey(k.chat) }]);
           this.upgraded.delete(k.chat);
-          continue;
+        } else {
+          await this.ctx.store.write([
+            ...await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)),
+            { type: 'put', key: pendingUpgradeKey(k.chat), value: Buffer.alloc(0) },
+          ]);
+          this.upgraded.add(k.chat);
         }
-        if (ops.size > 0) { await apply(); ops.clear(); }
-        await this.ctx.store.write([
-          ...await this.replaceChat(k.chat, upgradeV1(k.chat, r.value)),
-          { type: 'put', key: pendingUpgradeKey(k.chat), value: Buffer.alloc(0) },
-        ]);
-        this.upgraded.add(k.chat);
-      } else {
-        ops.set(key, r.value === null ? { type: 'del', key } : { type: 'put', key, value: r.value });
       }
       this.restoredChats.add(k.chat);
     }
-    await apply();
+    await this.ctx.store.applyRecords(records, from);
   }
 
   async restored(): Promise<void> {
     const ops: StoreOp[] = [];
     // Each restored chat's deadline from its chat and summary records, read with its index entry
     // in one multi-get per REBUILD_CHUNK chats: the open messages and remembered seals are not
-    // needed for it (a version-2 chat, which has no summary record, is read in full).
+    // needed for it (a version-2 chat, which has no summary record, is read in full). After a
+    // wipe every chat in the store was restored, so the same chat records give the open count.
+    const counting = this.ctx.store.wiped;
+    let open = 0;
     const chats = [...this.restoredChats];
     for (let from = 0; from < chats.length; from += REBUILD_CHUNK) {
       const part = chats.slice(from, from + REBUILD_CHUNK);
@@ -251,7 +255,10 @@ export class ConversationTracker implements Processor {
       const got = await this.ctx.store.getMany([...part.map(metaKey), ...part.map(summaryKey), ...part.map(indexedKey)]);
       for (let i = 0; i < n; i++) {
         const chat = part[i]!;
-        const due = await this.restoredDeadline(chat, got[i] ?? null, got[n + i] ?? null);
+        const meta = got[i] ?? null;
+        const rec = meta === null ? null : parseMeta(meta);
+        if (counting && rec !== null) open += rec.o.length;
+        const due = await this.restoredDeadline(chat, rec, meta, got[n + i] ?? null);
         const before = got[2 * n + i];
         const was = before ? Number(before.toString()) : null;
         if (was !== due) {
@@ -264,9 +271,10 @@ export class ConversationTracker implements Processor {
     }
     if (this.restoredChats.size > 0) {
       this.restoredChats.clear();
-      // The open count from the chat records (one small record per chat).
-      let open = 0;
-      await this.ctx.store.scan('c\u0000', 'c\u0001', (_k, v) => { open += (JSON.parse(v.toString('utf8')) as { o: unknown[] }).o.length; });
+      if (!counting) {
+        // A restore onto a kept store: the open count from all the chat records (one small record per chat).
+        await this.ctx.store.scan('c\u0000', 'c\u0001', (_k, v) => { open += parseMeta(v).o.length; });
+      }
       this.openTotal = open;
       ops.push({ type: 'put', key: 'm:open', value: Buffer.from(String(open)) });
     }
@@ -275,10 +283,8 @@ export class ConversationTracker implements Processor {
   }
 
   /** A restored chat's due time (nextDeadline) from its chat and summary records. */
-  private async restoredDeadline(chat: string, meta: Buffer | null, summary: Buffer | null): Promise<number | null> {
-    if (meta === null) return null;
-    const rec = parseMeta(meta);
-    if (rec.o.length === 0) return null;
+  private async restoredDeadline(chat: string, rec: MetaRecord | null, meta: Buffer | null, summary: Buffer | null): Promise<number | null> {
+    if (rec === null || meta === null || rec.o.length === 0) return null;
     const sc = rec.v === STATE_VERSION
       ? assembleChat(chat, { meta: rec, summary, messages: null, sealed: [], window: [] })
       : await this.read(chat, { meta, summary });

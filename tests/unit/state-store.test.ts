@@ -15,6 +15,35 @@ function tmp(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'chatstats-store-test-'));
 }
 
+test('applyRecords: changelog records in order, the last write of a key wins, tombstones delete, keyless skipped', async () => {
+  const dir = tmp();
+  try {
+    const s = await StateStore.open(dir, 'st', 0);
+    await s.write([{ type: 'put', key: 'old', value: b('x') }]);
+    const records = [
+      { key: b('skipped-before'), value: b('not in [from, to)') },
+      { key: b('a'), value: b('1') },
+      { key: null, value: b('no key') },
+      { key: b('a'), value: b('2') },
+      { key: b('old'), value: null },
+      { key: b('n\u0000chat\u0000m1'), value: b('message') },
+      { key: b('n\u0000chat\u0000m1'), value: null },
+      { key: b('b'), value: null },
+      { key: b('c'), value: b('3') },
+      { key: b('skipped-after'), value: b('not in [from, to)') },
+    ];
+    await s.applyRecords(records, 1, records.length - 1);
+    assert.deepEqual(await s.getMany(['a', 'old', 'n\u0000chat\u0000m1', 'b', 'c', 'skipped-before', 'skipped-after']),
+      [b('2'), undefined, undefined, undefined, b('3'), undefined, undefined]);
+    await s.applyRecords(records, 3, 3);
+    await s.applyRecords([{ key: b('d'), value: b('4') }]);
+    assert.deepEqual(await s.get('d'), b('4'));
+    await s.close(null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('get, getMany, write (put, del, delRange), range and scan', async () => {
   const dir = tmp();
   try {
