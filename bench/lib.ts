@@ -143,6 +143,18 @@ export async function topicEnd(admin: Admin, topic: string): Promise<number> {
   return offs.reduce((s, p) => s + Number(p.high), 0);
 }
 
+/** Waits until a topic's end has not moved for a second (at most `maxSeconds`); returns that end. */
+export async function waitTopicSettled(admin: Admin, topic: string, maxSeconds = 60): Promise<number> {
+  let end = -1;
+  for (let i = 0; i < maxSeconds; i++) {
+    await sleep(1000);
+    const e = await topicEnd(admin, topic);
+    if (e === end) break;
+    end = e;
+  }
+  return end;
+}
+
 /** Sum of a group's committed offsets on a topic (unset partitions count 0). */
 export async function groupCommitted(admin: Admin, groupId: string, topic: string): Promise<number> {
   const res = await admin.fetchOffsets({ groupId, topics: [topic] });

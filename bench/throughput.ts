@@ -16,7 +16,7 @@ import type { ChatMessage } from '../src/records/types';
 import { topicNames } from '../src/topics';
 import {
   benchKafka, cleanup, createTopics, dirSizeMb, groupCommitted, KS_JAR, lastEvent, newRun, produceAll, removeDir,
-  scanTopic, sleep, spawnBenchScript, spawnChild, spawnRole, topicEnd, waitForGroup, type Child, type RunEnv,
+  scanTopic, sleep, spawnBenchScript, spawnChild, spawnRole, topicEnd, waitForGroup, waitTopicSettled, type Child, type RunEnv,
 } from './lib';
 
 export interface Dataset {
@@ -286,13 +286,7 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
     result.runs.push(ours);
     log(`[${ds.name}] tracker: ${Math.round(ours.rate)} records/s${ours.note ? ` (${ours.note})` : ''}`);
     // The chats' last conversations seal by wall clock once caught up: wait for the sealed topic to settle.
-    let sealedEnd = -1;
-    for (let i = 0; i < 60; i++) {
-      await sleep(1000);
-      const e = await topicEnd(admin, topics.sealed);
-      if (e === sealedEnd) break;
-      sealedEnd = e;
-    }
+    await waitTopicSettled(admin, topics.sealed);
     await tracker.stop('SIGTERM');
 
     if (opts.ks) {
