@@ -226,7 +226,7 @@ export interface SealDelayResult {
  * (CONVERSATION_SETTLE=0, rule 2 as it was before sessionization v2), which shows what the settle
  * time costs live traffic.
  */
-const TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number; settle?: string }[] = [
+export const ALL_TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number; settle?: string }[] = [
   { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline', tickMs: 1000 },
   { label: 'fixed tick 1 s', sealTimer: 'tick', tickMs: 1000 },
   { label: 'fixed tick 250 ms', sealTimer: 'tick', tickMs: 250 },
@@ -234,9 +234,14 @@ const TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number;
 ];
 
 /** A tracker's name in this benchmark (its run's and its log file's). */
-const trackerName = (t: (typeof TRACKERS)[number]) => `latency-${t.sealTimer}-${t.tickMs}${t.settle === undefined ? '' : '-nosettle'}`;
+const trackerName = (t: (typeof ALL_TRACKERS)[number]) => `latency-${t.sealTimer}-${t.tickMs}${t.settle === undefined ? '' : '-nosettle'}`;
 
-export async function runSealDelay(opts: { chats: number; seconds: number; seedCheckMs: number; coincide?: boolean; log: (s: string) => void }): Promise<SealDelayResult> {
+export async function runSealDelay(opts: {
+  chats: number; seconds: number; seedCheckMs: number; coincide?: boolean; log: (s: string) => void;
+  /** Which of TRACKERS run (indices); all when absent. */
+  only?: number[];
+}): Promise<SealDelayResult> {
+  const TRACKERS = opts.only === undefined ? ALL_TRACKERS : opts.only.map((i) => ALL_TRACKERS[i]!);
   const kafka = benchKafka('bench-latency');
   const admin = kafka.admin();
   await admin.connect();

@@ -6,6 +6,8 @@
 //   npm run bench -- soak live-amplification      named benchmarks only (any of BENCHES below)
 //   npm run bench -- soak --minutes 3             the soak, shorter (default 20 minutes)
 //   npm run bench -- --only=throughput,punctuation,latency,burst,idle,e2e   a subset, the older way
+//   LATENCY_ALONE=0,1 npm run bench -- --full --only=latency   seal-delay designs 0 and 1 (latency.ts'
+//                                      ALL_TRACKERS) each alone with the seed, in turn
 // Needs the broker on KAFKA_BROKERS (127.0.0.1:9092), Redis on 127.0.0.1:6379, PostgreSQL on
 // 127.0.0.1:5432, Java 17 and Maven (the Kafka Streams baseline is built on first use). Results
 // also go to bench/results/<scale>-<time>.json. Figures are to be read as ratios within one run:
@@ -17,7 +19,7 @@ import path from 'node:path';
 import { generateTraffic, emptyStats, ircSample, type TrafficStats } from './generator';
 import { fmtInt, fmtRatio, IRC_SAMPLE, KS_JAR, loadAverage, ROOT, spawnBenchScript, lastEvent } from './lib';
 import { runThroughput, type ThroughputResult } from './throughput';
-import { runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult, type DelayStats } from './latency';
+import { ALL_TRACKERS, runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult, type DelayStats } from './latency';
 import { runBurst, runIdle, type BurstResult, type IdleResult } from './seal-timer';
 import { amplificationRows, runLiveAmplification, type AmplificationResult } from './live-amplification';
 import { minutesArg, runSoak, soakOptionsFromEnv, soakRows, writeSoakSvg, type SoakResult } from './soak';
@@ -145,7 +147,23 @@ async function main(): Promise<void> {
     results.generated = genStats;
   }
   if (want('punctuation')) results.punctuation = await punctuation(scale.punctuationSizes);
-  if (want('latency')) results.sealDelay = await runSealDelay({ chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log });
+  if (want('latency')) {
+    const latency = { chats: scale.liveChats, seconds: scale.liveSeconds, seedCheckMs: scale.seedCheckMs, log };
+    const alone = (process.env.LATENCY_ALONE ?? '').split(',').filter((x) => x !== '').map(Number);
+    if (alone.length > 0) {
+      if (alone.some((i) => !Number.isInteger(i) || ALL_TRACKERS[i] === undefined)) throw new Error(`LATENCY_ALONE: indices of ${ALL_TRACKERS.map((t, i) => `${i} ${t.label}`).join(', ')}`);
+      // Each chosen tracker design alone with the seed, one after another in this run, on the
+      // same traffic (same seeds): the delays without the other trackers competing for the CPU.
+      const parts: SealDelayResult[] = [];
+      for (const i of alone) parts.push(await runSealDelay({ ...latency, only: [i] }));
+      results.sealDelay = {
+        ...parts[0]!, trackers: parts.flatMap((p) => p.trackers),
+        coincide: parts[0]!.coincide && { ...parts[0]!.coincide, trackers: parts.flatMap((p) => p.coincide?.trackers ?? []) },
+      };
+    } else {
+      results.sealDelay = await runSealDelay(latency);
+    }
+  }
   if (want('burst')) {
     results.burst = await runBurst({
       chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
