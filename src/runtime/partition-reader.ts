@@ -45,7 +45,14 @@ export class PartitionReader {
   private readonly cluster: Cluster;
   private connected = false;
 
-  constructor(kafka: Kafka, private readonly maxWaitMs = 200, private readonly stallMs = 60_000) {
+  /**
+   * `fetch`: the Fetch request's byte limits (the whole response; the partition's share). A
+   * restore reads a task's changelog with the consumer's own limits (FETCH_MAX_BYTES and
+   * FETCH_MAX_BYTES_PER_PARTITION), so that restoring every partition at once holds no more
+   * fetched data than consuming them does.
+   */
+  constructor(kafka: Kafka, private readonly maxWaitMs = 200, private readonly stallMs = 60_000,
+    private readonly fetch: { maxBytes: number; maxBytesPerPartition: number } = { maxBytes: 16 * 1_048_576, maxBytesPerPartition: 8 * 1_048_576 }) {
     this.cluster = createCluster(kafka);
   }
 
@@ -113,8 +120,8 @@ export class PartitionReader {
         isolationLevel: ISOLATION.READ_COMMITTED,
         maxWaitTime: this.maxWaitMs,
         minBytes: 1,
-        maxBytes: 16 * 1024 * 1024,
-        topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: 8 * 1024 * 1024 }] }],
+        maxBytes: this.fetch.maxBytes,
+        topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: this.fetch.maxBytesPerPartition }] }],
       });
       const data = responses[0]?.partitions.find((p) => p.partition === partition);
       if (!data) continue;

@@ -66,9 +66,14 @@ export class StreamThread {
     private readonly opts: StreamThreadOptions,
     private readonly log: Logger,
   ) {
-    this.reader = new PartitionReader(kafka);
+    this.reader = new PartitionReader(kafka, undefined, undefined, {
+      maxBytes: this.fetchMaxBytes(), maxBytesPerPartition: this.fetchMaxBytesPerPartition(),
+    });
     this.groupId = `${opts.appId}-${topology.name}`;
   }
+
+  private fetchMaxBytesPerPartition(): number { return this.opts.fetchMaxBytesPerPartition ?? 1_048_576; }
+  private fetchMaxBytes(): number { return this.opts.fetchMaxBytes ?? Math.max(10_485_760, 2 * (this.opts.fetchMaxBytesPerPartition ?? 0)); }
 
   async start(): Promise<void> {
     const { topology } = this;
@@ -81,8 +86,8 @@ export class StreamThread {
       sessionTimeout: 30_000,
       rebalanceTimeout: 60_000,
       heartbeatInterval: 3_000,
-      maxBytesPerPartition: this.opts.fetchMaxBytesPerPartition ?? 1_048_576,
-      maxBytes: this.opts.fetchMaxBytes ?? Math.max(10_485_760, 2 * (this.opts.fetchMaxBytesPerPartition ?? 0)),
+      maxBytesPerPartition: this.fetchMaxBytesPerPartition(),
+      maxBytes: this.fetchMaxBytes(),
       maxWaitTimeInMs: 100,
     }));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
