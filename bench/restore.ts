@@ -7,7 +7,8 @@
 // from the tracker's info log). `--profile`: the last round runs with --cpu-prof and its top self
 // time is printed (the profile goes to bench/results/). `RESTORE_BUILDS=/path/a,/path/b`: the
 // rounds take these checkouts' trackers in turn (an A/B on the same changelog; the changelog is
-// written by this checkout's).
+// written by this checkout's); `path?K=V&K=V` adds settings to a build's tracker, e.g.
+// `RESTORE_BUILDS='.,.?FETCH_MAX_BYTES=16MiB'` compares one build with itself.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { generateTraffic } from './generator';
@@ -37,7 +38,10 @@ async function main(): Promise<void> {
   const records = Number(args[0] ?? 1_000_000);
   const rounds = Number(args[1] ?? 3);
   const profile = process.argv.includes('--profile');
-  const builds = (process.env.RESTORE_BUILDS ?? ROOT).split(',').filter((b) => b !== '');
+  const builds = (process.env.RESTORE_BUILDS ?? ROOT).split(',').filter((b) => b !== '').map((b) => {
+    const [dir, query] = b.split('?');
+    return { label: b, dir: path.resolve(dir!), env: Object.fromEntries(new URLSearchParams(query ?? '')) };
+  });
   const run = newRun('restore', { CONVERSATION_GAP: '5400000ms', PUNCTUATE_INTERVAL: '1s', CONVERSATION_SETTLE: '1s' });
   const t = topicNames({ topicPrefix: run.prefix, appId: run.appId });
   const kafka = benchKafka('bench-restore');
@@ -68,8 +72,8 @@ async function main(): Promise<void> {
       const nodeArgs = prof ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=restore-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`] : [];
       const t0 = Date.now();
       const build = builds[(round - 1) % builds.length]!;
-      const child = spawnChild(process.execPath, [...nodeArgs, path.join(build, 'bin/chatstats.js'), 'run', 'tracker'],
-        { ...run.env, STATE_DIR: dir, METRICS_PORT: String(port), LOG_LEVEL: 'info' });
+      const child = spawnChild(process.execPath, [...nodeArgs, path.join(build.dir, 'bin/chatstats.js'), 'run', 'tracker'],
+        { ...run.env, ...build.env, STATE_DIR: dir, METRICS_PORT: String(port), LOG_LEVEL: 'info' });
       let status: StatusPartition[] = [];
       let peakRss = 0;
       for (let i = 0; i < 2400 && status.length === 0; i++) {
@@ -90,7 +94,7 @@ async function main(): Promise<void> {
       const out = child.output();
       const assigned = logAt(out, 'partitions assigned', t0);
       const restored = status.reduce((s, p) => s + p.restored_records, 0);
-      console.log(`round ${round}${builds.length > 1 ? ` [${build}]` : ''}${prof ? ' (profiled)' : ''}: restore ${fmtInt(slowest.restore_ms)} ms (rebuild ${fmtInt(slowest.restore_rebuild_ms)} ms) ` +
+      console.log(`round ${round}${builds.length > 1 ? ` [${build.label}]` : ''}${prof ? ' (profiled)' : ''}: restore ${fmtInt(slowest.restore_ms)} ms (rebuild ${fmtInt(slowest.restore_rebuild_ms)} ms) ` +
         `for ${fmtInt(restored)} records (${fmtInt(restored / (slowest.restore_ms / 1000))}/s); ready ${fmtInt(readyMs)} ms after spawn, ` +
         `first assignment at ${assigned === null ? '?' : fmtInt(assigned)} ms; peak RSS ${fmtInt(peakRss)} MB`);
       if (prof) {
