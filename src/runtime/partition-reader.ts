@@ -6,11 +6,18 @@
 // consumer sends, and its Batch class to drop aborted and control records). kafkajs 2.2.4 is the
 // pinned version; these internals have not changed since 2.0.
 import type { Kafka } from 'kafkajs';
+import { type AbortedTransaction, decodeRecordBatches } from './record-batches';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const Batch = require('kafkajs/src/consumer/batch');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const ISOLATION = require('kafkajs/src/protocol/isolationLevel');
+/* eslint-disable @typescript-eslint/no-require-imports */
+const API_KEYS = require('kafkajs/src/protocol/requests/apiKeys');
+const { requests: REQUESTS } = require('kafkajs/src/protocol/requests');
+const Decoder = require('kafkajs/src/protocol/decoder');
+const RecordBatchDecoder = require('kafkajs/src/protocol/recordBatch/v0/decoder');
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 export interface RawRecord {
   key: Buffer | null;
@@ -22,7 +29,48 @@ export interface RawRecord {
 
 interface Broker {
   fetch(req: unknown): Promise<{ responses: { topicName: string; partitions: any[] }[] }>;
+  lookupRequest(apiKey: number, request: unknown): (args: unknown) => ProtocolRequest;
 }
+interface ProtocolRequest {
+  request: { apiVersion: number };
+  response: { decode(raw: Buffer): Promise<unknown>; parse(data: unknown): Promise<unknown> };
+}
+/** One partition of a Fetch response (v11), its records left encoded. */
+interface RawPartition { partition: number; errorCode: number; abortedTransactions: AbortedTransaction[]; records: Buffer }
+
+/**
+ * A Fetch v11 response with each partition's records field left as bytes (decodeRecordBatches
+ * reads them). The shape is kafkajs' own, so that its `parse` raises the partitions' errors.
+ */
+async function decodeFetchV11(raw: Buffer): Promise<unknown> {
+  const d = new Decoder(raw);
+  const clientSideThrottleTime = d.readInt32();
+  const errorCode = d.readInt16();
+  const sessionId = d.readInt32();
+  const responses = d.readArray((t: any) => ({
+    topicName: t.readString(),
+    partitions: t.readArray((p: any): RawPartition => {
+      const partition = p.readInt32();
+      const partitionError = p.readInt16();
+      p.readInt64(); p.readInt64(); p.readInt64(); // high watermark, last stable offset, log start offset
+      const abortedTransactions = (p.readArray((a: any) => ({ producerId: BigInt(a.readInt64().toString()), firstOffset: Number(a.readInt64().toString()) })) ?? []) as AbortedTransaction[];
+      p.readInt32(); // preferred read replica
+      const size = p.readInt32();
+      const records = size > 0 && p.canReadBytes(size) ? p.readBytes(size) as Buffer : Buffer.alloc(0);
+      return { partition, errorCode: partitionError, abortedTransactions, records };
+    }),
+  }));
+  return { throttleTime: 0, clientSideThrottleTime, errorCode, sessionId, responses };
+}
+
+/** A compressed batch, through kafkajs' decoder (it decompresses). */
+async function decodeCompressed(batch: Buffer): Promise<RawRecord[]> {
+  const { records } = await RecordBatchDecoder(new Decoder(batch)) as { records: RawRecord[] };
+  return records.map((r) => ({ key: r.key, value: r.value, offset: r.offset, timestamp: r.timestamp, headers: r.headers }));
+}
+
+const sendRequestOf = (broker: Broker): symbol | undefined =>
+  Object.getOwnPropertySymbols(Object.getPrototypeOf(broker)).find((s) => s.description === 'private:Broker:sendRequest');
 interface Cluster {
   connect(): Promise<void>;
   disconnect(): Promise<void>;
@@ -68,6 +116,40 @@ export class PartitionReader {
       this.connected = false;
       await this.cluster.disconnect();
     }
+  }
+
+  /**
+   * One Fetch of a partition from `offset`, read committed: its records and the offset after the
+   * last complete batch. With Fetch v11 (Kafka 2.3 and later) the record batches are decoded here
+   * (record-batches.ts); otherwise by kafkajs, whose Batch drops aborted and control records.
+   */
+  private async fetchRecords(broker: Broker, topic: string, partition: number, offset: number): Promise<{ records: RawRecord[]; nextOffset: number }> {
+    const args = {
+      isolationLevel: ISOLATION.READ_COMMITTED,
+      maxWaitTime: this.maxWaitMs,
+      minBytes: 1,
+      maxBytes: this.fetch.maxBytes,
+      topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: this.fetch.maxBytesPerPartition }] }],
+      rackId: '',
+    };
+    const request = broker.lookupRequest(API_KEYS.Fetch, REQUESTS.Fetch)(args);
+    const send = sendRequestOf(broker);
+    if (request.request.apiVersion === 11 && send !== undefined) {
+      const res = await (broker as any)[send]({ ...request, response: { decode: decodeFetchV11, parse: request.response.parse } }) as
+        { responses: { partitions: RawPartition[] }[] };
+      const data = res.responses[0]?.partitions.find((p) => p.partition === partition);
+      if (!data) return { records: [], nextOffset: offset };
+      return decodeRecordBatches(data.records, offset, data.abortedTransactions, decodeCompressed);
+    }
+    const { responses } = await broker.fetch(args);
+    const data = responses[0]?.partitions.find((p) => p.partition === partition);
+    if (!data) return { records: [], nextOffset: offset };
+    const batch = new Batch(topic, String(offset), data);
+    if (batch.isEmptyIncludingFiltered()) {
+      // Compaction removed what lies below the fetch offset: step past it.
+      return { records: [], nextOffset: batch.isEmptyDueToLogCompactedMessages() ? offset + 1 : offset };
+    }
+    return { records: batch.messages as RawRecord[], nextOffset: Number(batch.lastOffset()) + 1 };
   }
 
   /** The last stable offset (read_committed end) of each partition: the offset a reader reaches. */
@@ -116,29 +198,17 @@ export class PartitionReader {
         continue;
       }
       const broker = await this.cluster.findBroker({ nodeId });
-      const { responses } = await broker.fetch({
-        isolationLevel: ISOLATION.READ_COMMITTED,
-        maxWaitTime: this.maxWaitMs,
-        minBytes: 1,
-        maxBytes: this.fetch.maxBytes,
-        topics: [{ topic, partitions: [{ partition, fetchOffset: String(offset), maxBytes: this.fetch.maxBytesPerPartition }] }],
-      });
-      const data = responses[0]?.partitions.find((p) => p.partition === partition);
-      if (!data) continue;
-      const batch = new Batch(topic, String(offset), data);
-      if (batch.isEmptyIncludingFiltered()) {
-        // Compaction removed what lies below the fetch offset: step past it. Otherwise nothing is
-        // readable here yet; `to` was a committed end, so it will be, and we fetch again.
-        if (batch.isEmptyDueToLogCompactedMessages()) offset += 1;
-        continue;
-      }
+      const fetched = await this.fetchRecords(broker, topic, partition, offset);
+      if (fetched.nextOffset <= offset) continue; // nothing readable here yet: `to` was a committed end, so it will be
       idleSince = Date.now();
-      const records = (batch.messages as RawRecord[]).filter((m) => Number(m.offset) < to);
-      if (records.length > 0) {
-        await onRecords(records);
-        count += records.length;
+      let n = fetched.records.length;
+      while (n > 0 && Number(fetched.records[n - 1]!.offset) >= to) n--;
+      if (n < fetched.records.length) fetched.records.length = n;
+      if (n > 0) {
+        await onRecords(fetched.records);
+        count += n;
       }
-      offset = Number(batch.lastOffset()) + 1;
+      offset = fetched.nextOffset;
     }
     return count;
   }
