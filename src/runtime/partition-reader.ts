@@ -3,8 +3,9 @@
 // kafkajs consumers only subscribe through a group; they cannot assign(). Restoring a task's
 // store from its changelog partition, and asking where a partition ends, need exactly that, so
 // this module drives kafkajs' cluster layer directly (the same Fetch and ListOffsets requests its
-// consumer sends, and its Batch class to drop aborted and control records). kafkajs 2.2.4 is the
-// pinned version; these internals have not changed since 2.0.
+// consumer sends). A Fetch v11 response's record batches are decoded by record-batches.ts, which
+// drops aborted and control records; other versions go through kafkajs' decoder and Batch class.
+// kafkajs 2.2.4 is the pinned version; these internals have not changed since 2.0.
 import type { Kafka } from 'kafkajs';
 import { type AbortedTransaction, decodeRecordBatches } from './record-batches';
 
