@@ -83,6 +83,7 @@ export function setStateMemory(totalBytes: number, stores: number): void {
 
 type Db = InstanceType<typeof RocksDB>;
 type DbIterator = ReturnType<Db['iterator']>;
+type WriteBatch = ReturnType<Db['write']>;
 type Entry = { key: Buffer; value: Buffer };
 
 /**
@@ -184,16 +185,25 @@ export class StateStore {
   }
 
   /** Applies the writes atomically (one RocksDB write batch). */
-  async write(ops: StoreOp[]): Promise<void> {
-    if (ops.length === 0) return;
-    const batch = this.db.write({ capacity: ops.length });
-    let bytes = 0;
-    try {
+  write(ops: StoreOp[]): Promise<void> {
+    return this.writeBatch(ops.length, (batch) => {
+      let bytes = 0;
       for (const op of ops) {
         if (op.type === 'put') { batch.tryPut(op.key, op.value); bytes += op.key.length + op.value.length; }
         else if (op.type === 'del') { batch.tryDelete(op.key); bytes += op.key.length; }
         else { batch.tryDeleteRange(op.gte, op.lt); bytes += op.gte.length + op.lt.length; }
       }
+      return bytes;
+    });
+  }
+
+  /** One RocksDB write batch of up to `capacity` operations that `fill` adds (it returns their bytes), applied atomically. */
+  private async writeBatch(capacity: number, fill: (batch: WriteBatch) => number): Promise<void> {
+    if (capacity <= 0) return;
+    const batch = this.db.write({ capacity });
+    let bytes = 0;
+    try {
+      bytes = fill(batch);
       await batch.flush();
     } finally {
       batch.destroy();
@@ -207,11 +217,9 @@ export class StateStore {
    * puts it, a tombstone deletes; records without a key are skipped. Keys go to RocksDB as the
    * bytes they came as (restore reads a million of them: no string per key).
    */
-  async applyRecords(records: readonly { key: Buffer | null; value: Buffer | null }[], from = 0, to = records.length): Promise<void> {
-    if (to <= from) return;
-    const batch = this.db.write({ capacity: to - from });
-    let bytes = 0;
-    try {
+  applyRecords(records: readonly { key: Buffer | null; value: Buffer | null }[], from = 0, to = records.length): Promise<void> {
+    return this.writeBatch(to - from, (batch) => {
+      let bytes = 0;
       for (let i = from; i < to; i++) {
         const { key, value } = records[i]!;
         if (key === null) continue;
@@ -219,12 +227,8 @@ export class StateStore {
         else { batch.tryPut(key, value); bytes += value.length; }
         bytes += key.length;
       }
-      await batch.flush();
-    } finally {
-      batch.destroy();
-    }
-    this.bytesWritten += bytes;
-    taskMetrics().storeWriteBytes.inc({ store: this.name }, bytes);
+      return bytes;
+    });
   }
 
   /** Deletes every key in [gte, lt) (one range tombstone). */
