@@ -8,7 +8,7 @@
 // offsets like the tracker. Prints {"event":"copy", records, transactions, ms, firstBatchMs}
 // once it has copied EXPECTED records, then keeps running until stopped.
 // Environment: TOPIC, OUTPUT, EXPECTED, GROUP, FETCH_MAX_BYTES_PER_PARTITION (default 8MiB, as the tracker's).
-import '../src/kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
+import '../src/kafkajs-patch'; // before kafkajs loads: its grouping, Encoder growth and Produce encoding
 import { Kafka, logLevel, type Message, type Producer } from 'kafkajs';
 import { parseBytes } from '../src/config';
 

@@ -5,7 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import '../src/kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
+import '../src/kafkajs-patch'; // before kafkajs loads: its grouping, Encoder growth and Produce encoding
 import { Kafka, logLevel, type Admin, type Message } from 'kafkajs';
 import type { ChatMessage } from '../src/records/types';
 import { javaCompatiblePartitioner } from '../src/records/partitioner';

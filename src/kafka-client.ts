@@ -1,7 +1,7 @@
 // The kafkajs client of a process, built from the configuration: brokers, TLS and SASL (SPEC
 // section 5). kafkajs' own logging (WARN and above) goes to pino, so it is JSON like the rest.
 import { readFileSync } from 'node:fs';
-import './kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
+import './kafkajs-patch'; // before kafkajs loads: its grouping, Encoder growth and Produce encoding
 import { Kafka, logLevel, type KafkaConfig, type LogEntry, type SASLOptions } from 'kafkajs';
 import type { Config } from './config';
 import { logger } from './log';

@@ -1,4 +1,4 @@
-// A fix for kafkajs 2.2.4 (its last release) that must be in place before kafkajs is loaded:
+// Fixes for kafkajs 2.2.4 (its last release); the first and third must be in place before kafkajs loads:
 // import this module before the first `import ... from 'kafkajs'` that is a value (not a type).
 //
 // kafkajs groups a send's messages by partition (src/producer/groupMessagesPerPartition.js) with
@@ -13,6 +13,7 @@
 // been loaded (an import order this module cannot fix), `kafkajsPatched()` says so.
 import path from 'node:path';
 import Module from 'node:module';
+import { encodeProduceRequest, type ProduceRequestArgs } from './runtime/produce-request';
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
 interface GroupArgs { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: Partitioner }
@@ -31,14 +32,16 @@ export function groupMessagesPerPartition({ topic, partitionMetadata, messages, 
 }
 
 const file = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/producer/groupMessagesPerPartition.js');
-// Loaded already (by kafkajs, imported before this module): too late, kafkajsPatched() is false.
-if (require.cache[file] === undefined) {
+/** Puts `exports` into the module cache as `file`, unless kafkajs has loaded that file already (too late then). */
+function install(file: string, exports: unknown): void {
+  if (require.cache[file] !== undefined) return;
   const m = new Module(file, module);
   m.filename = file;
   m.loaded = true;
-  m.exports = groupMessagesPerPartition;
+  m.exports = exports;
   require.cache[file] = m;
 }
+install(file, groupMessagesPerPartition);
 
 /** Whether kafkajs' producer uses the linear grouping (false: kafkajs was loaded before this module). */
 export function kafkajsPatched(): boolean {
@@ -73,4 +76,55 @@ export function setEncoderGrowth(growth: (this: EncoderLike, length: number) => 
   const was = Encoder.prototype.ensureAvailable;
   Encoder.prototype.ensureAvailable = growth;
   return was;
+}
+
+// A third: kafkajs' Produce request (src/protocol/requests/produce/v3/request.js, which versions
+// 4 to 7 reuse) builds every record in an Encoder of its own and copies it several times over.
+// Uncompressed sends are encoded by src/runtime/produce-request.ts instead, in one buffer, with
+// the same bytes; compressed ones keep kafkajs' encoder. Put into the module cache as the grouping
+// is, before kafkajs' producer requires the file; `produceRequestPatched()` says whether it is.
+const produceFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/protocol/requests/produce/v3/request.js');
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const crc32C = require(path.join(path.dirname(encoderFile), 'recordBatch/crc32C')) as (bytes: Buffer) => number;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { Produce: PRODUCE_API_KEY } = require(path.join(path.dirname(encoderFile), 'requests/apiKeys')) as { Produce: number };
+
+type ProduceRequestFactory = (args: ProduceRequestArgs & { compression?: number }) => {
+  apiKey: number; apiVersion: number; apiName: string; expectResponse: () => boolean; encode: () => Promise<unknown>;
+};
+
+let kafkajsProduce: ProduceRequestFactory | null = null;
+/** kafkajs' own Produce v3 request, compiled from its file outside the module cache (for compressed sends, and the test). */
+export function kafkajsProduceRequest(): ProduceRequestFactory {
+  if (kafkajsProduce === null) {
+    const m = new Module(produceFile, module);
+    (m as unknown as { load(file: string): void }).load(produceFile);
+    kafkajsProduce = m.exports as ProduceRequestFactory;
+  }
+  return kafkajsProduce;
+}
+
+/** The Produce request kafkajs gets: its own interface, our encoding when uncompressed. */
+export const produceRequest: ProduceRequestFactory = (args) => {
+  if ((args.compression ?? 0) !== 0) return kafkajsProduceRequest()(args);
+  return {
+    apiKey: PRODUCE_API_KEY,
+    apiVersion: 3,
+    apiName: 'Produce',
+    expectResponse: () => args.acks !== 0,
+    encode: async () => {
+      // kafkajs' request framing wants an Encoder: one that holds the encoded body as it is.
+      const e = new (Encoder as unknown as new (size: number) => EncoderLike)(0);
+      e.buf = encodeProduceRequest(args, crc32C);
+      e.offset = e.buf.length;
+      return e;
+    },
+  };
+};
+
+install(produceFile, produceRequest);
+
+/** Whether kafkajs' producer encodes Produce requests with produce-request.ts (false: kafkajs was loaded first). */
+export function produceRequestPatched(): boolean {
+  return require.cache[produceFile]?.exports === produceRequest;
 }

@@ -1,7 +1,7 @@
 // Connections of the data commands (stats, missing, backfill), checked up front so that a broker
 // or database that cannot be reached gives one clear sentence and a non-zero exit, not a stack
 // trace or minutes of retries.
-import '../kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
+import '../kafkajs-patch'; // before kafkajs loads: its grouping, Encoder growth and Produce encoding
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import type { Pool } from 'pg';
 import type { Config } from '../config';

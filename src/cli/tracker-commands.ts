@@ -3,7 +3,7 @@
 // in-band on chat.messages, so a force-seal is ordered exactly with the chat's messages.
 import { randomUUID } from 'node:crypto';
 import { Command } from 'commander';
-import '../kafkajs-patch'; // before kafkajs loads: linear grouping of a send's messages
+import '../kafkajs-patch'; // before kafkajs loads: its grouping, Encoder growth and Produce encoding
 import { AssignerProtocol, type Kafka } from 'kafkajs';
 import { loadConfig, type Config } from '../config';
 import { cliKafka } from '../backfill/connect';
