@@ -14,6 +14,7 @@
 import path from 'node:path';
 import Module from 'node:module';
 import { encodeProduceRequest, type ProduceRequestArgs } from './runtime/produce-request';
+import { crc32c } from './runtime/crc32c';
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
 interface GroupArgs { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: Partitioner }
@@ -85,8 +86,6 @@ export function setEncoderGrowth(growth: (this: EncoderLike, length: number) => 
 // is, before kafkajs' producer requires the file; `produceRequestPatched()` says whether it is.
 const produceFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/protocol/requests/produce/v3/request.js');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-const crc32C = require(path.join(path.dirname(encoderFile), 'recordBatch/crc32C')) as (bytes: Buffer) => number;
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Produce: PRODUCE_API_KEY } = require(path.join(path.dirname(encoderFile), 'requests/apiKeys')) as { Produce: number };
 
 type ProduceRequestFactory = (args: ProduceRequestArgs & { compression?: number }) => {
@@ -115,7 +114,7 @@ export const produceRequest: ProduceRequestFactory = (args) => {
     encode: async () => {
       // kafkajs' request framing wants an Encoder: one that holds the encoded body as it is.
       const e = new (Encoder as unknown as new (size: number) => EncoderLike)(0);
-      e.buf = encodeProduceRequest(args, crc32C);
+      e.buf = encodeProduceRequest(args, crc32c);
       e.offset = e.buf.length;
       return e;
     },
