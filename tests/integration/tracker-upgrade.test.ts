@@ -223,12 +223,21 @@ async function committed(c: Case): Promise<Map<number, number>> {
 /** Waits until the group has committed every input record, and `ready` says the outputs are there. */
 async function processed<T>(c: Case, child: ChildRole, what: string, ready: () => Promise<T | undefined>): Promise<T> {
   const ends = await endOffsets(c.topics.messages, c.partitions);
-  return waitFor(what, 120_000, async () => {
-    if (child.proc.exitCode !== null) throw new Error(`tracker exited (${child.proc.exitCode}):\n${child.output().slice(-4000)}`);
-    const done = await committed(c);
-    for (const p of c.partitions) if ((done.get(p) ?? -1) < ends.get(p)!) return undefined;
-    return ready();
-  }, 250);
+  // What was last seen, for a timeout to say which of the two it waited for.
+  let seen = 'nothing yet';
+  try {
+    return await waitFor(what, 120_000, async () => {
+      if (child.proc.exitCode !== null) throw new Error(`tracker exited (${child.proc.exitCode}):\n${child.output().slice(-4000)}`);
+      const done = await committed(c);
+      seen = `committed ${JSON.stringify(c.partitions.map((p) => [p, done.get(p) ?? -1, ends.get(p)]))} ([partition, committed, end])`;
+      for (const p of c.partitions) if ((done.get(p) ?? -1) < ends.get(p)!) return undefined;
+      seen += '; offsets done, outputs not yet';
+      return ready();
+    }, 250);
+  } catch (e) {
+    const tail = child.output().split('\n').filter((l) => !l.includes('"level":20')).slice(-40).join('\n');
+    throw new Error(`${(e as Error).message}; last seen: ${seen}; tracker's last log lines:\n${tail}`);
+  }
 }
 
 async function outputs(c: Case): Promise<{ sealed: ConversationSealed[]; late: LateMessage[]; dlq: number }> {
