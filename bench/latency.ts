@@ -18,18 +18,18 @@ import { topicNames } from '../src/topics';
 import { encodeMessage, Rng } from './generator';
 import { javaCompatiblePartitioner } from '../src/records/partitioner';
 import {
-  benchKafka, cleanup, createTopics, newRun, quantile, removeDir, sleep, spawnBenchScript, spawnRole, type Child,
+  benchKafka, cleanup, createTopics, newRun, quantile, removeDir, sleep, spawnBenchScript, spawnChild, spawnRole, type Child,
 } from './lib';
 import { freePort } from './throughput';
 
-const GAP_MS = 3000;
+export const GAP_MS = 3000;
 /**
  * The settle time of rule 2 scaled as the gap is (1 minute against 90: 33 ms against 3 s). Unscaled,
  * min(CONVERSATION_SETTLE, gap + grace) would be the whole 3 s gap, counted from the processing time
  * a conversation's last message arrived instead of its sent_at: the delay would then measure how
  * late messages arrive, which the 90-minute gap of production hides (see BENCHMARKS.md).
  */
-const SETTLE_MS = Math.round((GAP_MS * 60_000) / 5_400_000);
+export const SETTLE_MS = Math.round((GAP_MS * 60_000) / 5_400_000);
 
 export interface DelayStats {
   n: number; expected: number; p50: number; p99: number; max: number; min: number;
@@ -118,7 +118,7 @@ async function liveTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[
  * T (sent_at = now), then its last message with sent_at = T exactly, all chats' last messages in
  * one request: every chat has one conversation, and all their deadlines are T + gap.
  */
-async function coincidingTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[], chatIds: string[], leadMs: number, seed: number): Promise<number> {
+export async function coincidingTraffic(kafka: ReturnType<typeof benchKafka>, topics: string[], chatIds: string[], leadMs: number, seed: number): Promise<number> {
   const rng = new Rng(seed);
   const plan: { at: number; chat: string; i: number }[] = [];
   const lastIndex = new Map<string, number>();
@@ -172,12 +172,13 @@ export async function waitReady(port: number, child: Child, timeoutMs: number): 
 /**
  * `chatstats run tracker`, ready. On a loaded broker a tracker may exit at start-up because a topic
  * it has just created is not hosted yet ("This server does not host this topic-partition"):
- * start it again, up to three times.
+ * start it again, up to three times. `bin`: another checkout's bin/chatstats.js (an A/B of builds).
  */
-export async function startTracker(env: Record<string, string>): Promise<{ child: Child; port: number }> {
+export async function startTracker(env: Record<string, string>, bin?: string): Promise<{ child: Child; port: number }> {
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const child = spawnRole('tracker', { ...env, METRICS_PORT: String(port) });
+    const child = bin === undefined ? spawnRole('tracker', { ...env, METRICS_PORT: String(port) })
+      : spawnChild(process.execPath, [bin, 'run', 'tracker'], { ...env, METRICS_PORT: String(port) });
     try {
       await waitReady(port, child, 120_000);
       return { child, port };

@@ -15,10 +15,13 @@ import { freePort } from './throughput';
 import { loadConfig } from '../src/config';
 
 interface ProfileNode { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; hitCount?: number }
-interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
+export interface CpuProfile { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }
 
-/** Self time per function (name and file:line), largest first, as shares of all samples. */
-export function topSelf(profile: CpuProfile, n: number): { name: string; share: number }[] {
+/**
+ * Self time per function (name and file:line), largest first, as shares of all samples (`busy`:
+ * of the samples that were not idle, for a profile of a moment rather than of a run).
+ */
+export function topSelf(profile: CpuProfile, n: number, busy = false): { name: string; share: number; ms: number }[] {
   const byNode = new Map<number, ProfileNode>();
   for (const node of profile.nodes) byNode.set(node.id, node);
   const self = new Map<string, number>();
@@ -29,10 +32,11 @@ export function topSelf(profile: CpuProfile, n: number): { name: string; share: 
     const f = node.callFrame;
     const file = f.url ? `${path.basename(f.url)}:${f.lineNumber + 1}` : '';
     const name = `${f.functionName || '(anonymous)'}${file ? ` ${file}` : ''}`;
+    if (busy && f.functionName === '(idle)') continue;
     self.set(name, (self.get(name) ?? 0) + dt);
     total += dt;
   }
-  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, t]) => ({ name, share: t / total }));
+  return [...self].sort((a, b) => b[1] - a[1]).slice(0, n).map(([name, t]) => ({ name, share: t / total, ms: t / 1000 }));
 }
 
 const MEMORY_SERIES = {
