@@ -28,7 +28,8 @@ export function topSelf(profile: CpuProfile, n: number, busy = false): { name: s
   let total = 0;
   for (let i = 0; i < profile.samples.length; i++) {
     const node = byNode.get(profile.samples[i]!)!;
-    const dt = profile.timeDeltas[i] ?? 0;
+    // A sample stands for the time until the next one (the first delta is the wait before sampling began).
+    const dt = profile.timeDeltas[i + 1] ?? 0;
     const f = node.callFrame;
     const file = f.url ? `${path.basename(f.url)}:${f.lineNumber + 1}` : '';
     const name = `${f.functionName || '(anonymous)'}${file ? ` ${file}` : ''}`;
