@@ -368,12 +368,6 @@ export class ConversationTracker implements Processor {
   async punctuate(now: number): Promise<void> {
     this.upgradesInFlight.clear();
     if (!this.ctx.caughtUp()) return;
-    // Chats the batch before us in this event changed are not in the store's index yet (nor at
-    // their new due time): check them directly. After a commit there are none.
-    for (const chat of [...this.dirty]) {
-      const d = nextDeadline(this.entry(chat).state, this.deps.rules);
-      if (d !== null && d <= now) await this.tick(chat, now);
-    }
     await this.sealDue(now, this.deps.maxSealsPerPunctuation || Infinity);
   }
 

@@ -50,10 +50,7 @@ export interface Processor {
   restored(): Promise<void>;
   process(records: InputRecord[]): Promise<void>;
   /**
-   * Seals (or otherwise acts on) what is due at wall-clock `now`. Called in an event of its own
-   * (tick, timer) after the last commit, or right after process() in the same event, before its
-   * commit, when that batch read the partition to its end: what the batch changed is then in the
-   * processor's memory and not yet in its store, and must be checked too. It may stop early, after a
+   * Seals (or otherwise acts on) what is due at wall-clock `now`. It may stop early, after a
    * bounded amount of work, with more already due: the runtime then punctuates again at once,
    * each time in its own transaction and after the input batches queued meanwhile.
    */

@@ -8,7 +8,7 @@ function create() {
   return {
     restoreSeconds: new Histogram({ name: 'chatstats_restore_duration_seconds', help: 'Time to restore a task store from its changelog', labelNames: ['store'], buckets: [0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 300], registers: [registry] }),
     restoreRecords: new Counter({ name: 'chatstats_restore_records_total', help: 'Changelog records applied during restore', labelNames: ['store'], registers: [registry] }),
-    punctuateSeconds: new Histogram({ name: 'chatstats_punctuation_duration_seconds', help: 'Duration of one punctuation of one task: with its commit when it has one of its own (tick, timer), without when it shares a caught-up batch\'s', buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
+    punctuateSeconds: new Histogram({ name: 'chatstats_punctuation_duration_seconds', help: 'Duration of one punctuation of one task, commit included', buckets: [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1], registers: [registry] }),
     storeWriteBytes: new Counter({ name: 'chatstats_store_write_bytes_total', help: 'Bytes of keys and values written to task stores (a delete counts its key or range)', labelNames: ['store'], registers: [registry] }),
     storeBytes: new Gauge({ name: 'chatstats_store_size_bytes', help: 'Estimated live data size of a task store', labelNames: ['store', 'partition'], registers: [registry] }),
     lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed (tracker) or not yet committed (ETL, analysis), per consumer group and partition', labelNames: ['group', 'topic', 'partition'], registers: [registry] }),

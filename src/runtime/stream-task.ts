@@ -9,7 +9,7 @@
 // fences this producer, so a zombie cannot commit after a rebalance.
 //
 // Punctuations come from three places: the thread's fixed tick (PUNCTUATE_INTERVAL, every task),
-// a batch that reads the partition to its end (in that batch's transaction), and the task's seal timer (deadline-timer.ts),
+// a batch that reads the partition to its end, and the task's seal timer (deadline-timer.ts),
 // armed for the processor's next due time (SEAL_TIMER=deadline). A timer punctuation reads the
 // partition's end first, in the task's turn, so that the caught-up rule is as exact as the tick's.
 import type { Kafka, Producer, Message, IHeaders } from 'kafkajs';
@@ -38,7 +38,7 @@ export interface TaskTimerOptions extends TimerPolicy {
   onError(err: unknown): void;
 }
 
-type Trigger = 'tick' | 'timer';
+type Trigger = 'tick' | 'batch' | 'timer';
 
 export class TaskFencedError extends Error {
   constructor(partition: number, cause: unknown) {
@@ -237,44 +237,18 @@ export class StreamTask {
         throw e;
       }
       // Past the batch's last offset, which may be a transaction marker rather than a record.
-      // Position and end move before the commit: if it fails, this task is replaced.
       const next = Math.max(nextOffset, records[records.length - 1]!.offset + 1);
+      let stored = (await this.commit(next)).stored;
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
       const now = Date.now();
       this.trackCaughtUp(now);
       // This batch read the partition to the end it had when fetched: punctuate now rather than
-      // at the next tick, which under steady traffic may find a batch in flight and skip; and in
-      // this batch's transaction, not one of its own after it, which would cost a second commit
-      // and the broker's CONCURRENT_TRANSACTIONS answers while the first one's markers are written.
-      const t0 = process.hrtime.bigint();
-      const sealed = this.isCaughtUp() ? await this.punctuateInEvent(now) : null;
-      const punctuateSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      const { stored } = await this.commit(next);
-      if (sealed !== null) {
-        const m = taskMetrics();
-        m.punctuateSeconds.observe(punctuateSeconds);
-        m.punctuations.inc({ trigger: 'batch', result: sealed ? 'sealed' : 'nothing' });
-        this.lastPunctuation = { at: now, sealed };
-      }
+      // at the next tick, which under steady traffic may find a batch in flight and skip.
+      if (this.isCaughtUp()) stored = (await this.punctuateNow(now, 'batch')) || stored;
       await this.refreshDue(stored);
       return true;
     });
-  }
-
-  /**
-   * The processor's punctuation inside the current event, before its commit (a caught-up batch):
-   * whether it forwarded anything. Its commit is the event's.
-   */
-  private async punctuateInEvent(now: number): Promise<boolean> {
-    const before = this.outputs.length;
-    try {
-      await this.processor.punctuate(now);
-    } catch (e) {
-      this.discardPending();
-      throw e;
-    }
-    return this.outputs.length > before;
   }
 
   /**

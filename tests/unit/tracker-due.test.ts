@@ -62,7 +62,7 @@ async function setup(maxSeals?: number, restoreFrom?: { key: string; value: Buff
   await tracker.restored();
   const commit = async () => { await tracker.flush(); const ops = pending; pending = []; await store.write(ops); };
   let offset = 0;
-  const process = async (msgs: { chat: string; at: number }[]) => {
+  const send = async (msgs: { chat: string; at: number }[]) => {
     const records: InputRecord[] = msgs.map(({ chat, at }) => {
       const m: ChatMessage = {
         message_id: `${chat}@${at}`, chat_id: chat, sender_id: 'u', sent_at: at, text: 'hi',
@@ -71,16 +71,10 @@ async function setup(maxSeals?: number, restoreFrom?: { key: string; value: Buff
       return { topic: 'in', partition: 0, offset: offset++, key: Buffer.from(chat), value: Buffer.from(JSON.stringify(m)), headers: {}, timestamp: 0 };
     });
     await tracker.process(records);
-  };
-  const send = async (msgs: { chat: string; at: number }[]) => { await process(msgs); await commit(); };
-  const punctuate = async (now: number) => { await tracker.punctuate(now); await commit(); };
-  /** A caught-up batch as the task runs it: processed, punctuated, then one commit for both. */
-  const sendAndPunctuate = async (msgs: { chat: string; at: number }[], now: number) => {
-    await process(msgs);
-    await tracker.punctuate(now);
     await commit();
   };
-  return { tracker, send, punctuate, sendAndPunctuate, sealed, changelog, store, behind: () => { caughtUp = false; } };
+  const punctuate = async (now: number) => { await tracker.punctuate(now); await commit(); };
+  return { tracker, send, punctuate, sealed, changelog, store, behind: () => { caughtUp = false; } };
 }
 
 test('nextDueAt is the earliest deadline + 1 ms, from committed state, and moves as chats seal or go on', async () => {
@@ -160,18 +154,4 @@ test('a restore of the whole changelog, in slices, rebuilds the deadline index: 
     await r.store.close(null);
   }
   await t.store.close(null);
-});
-
-test('a punctuation in its batch\'s event, before the commit, seals what the batch made due and not what it extended', async () => {
-  const { tracker, send, punctuate, sendAndPunctuate, sealed } = await setup();
-  await send([{ chat: 'a', at: T0 }]);
-  assert.equal(await tracker.nextDueAt(), T0 + GAP + GRACE + 1);
-  // One event: chat a goes on (its committed index entry is now stale: due before the punctuation),
-  // chat b arrives with history whose deadline is long past (not in the index at all yet).
-  await sendAndPunctuate([{ chat: 'a', at: T0 + 50 }, { chat: 'b', at: T0 - 1000 }], T0 + GAP + GRACE + 10);
-  assert.deepEqual(sealed, ['b']);
-  assert.equal(await tracker.nextDueAt(), T0 + 50 + GAP + GRACE + 1);
-  await punctuate(T0 + 50 + GAP + GRACE + 1);
-  assert.deepEqual(sealed, ['b', 'a']);
-  assert.equal(await tracker.nextDueAt(), null);
 });
