@@ -92,14 +92,17 @@ type ProduceRequestFactory = (args: ProduceRequestArgs & { compression?: number 
   apiKey: number; apiVersion: number; apiName: string; expectResponse: () => boolean; encode: () => Promise<unknown>;
 };
 
+/** A kafkajs file's own exports, compiled outside the module cache (where a replacement may stand). */
+function original<T>(file: string): T {
+  const m = new Module(file, module);
+  (m as unknown as { load(file: string): void }).load(file);
+  return m.exports as T;
+}
+
 let kafkajsProduce: ProduceRequestFactory | null = null;
-/** kafkajs' own Produce v3 request, compiled from its file outside the module cache (for compressed sends, and the test). */
+/** kafkajs' own Produce v3 request (for compressed sends, and the test). */
 export function kafkajsProduceRequest(): ProduceRequestFactory {
-  if (kafkajsProduce === null) {
-    const m = new Module(produceFile, module);
-    (m as unknown as { load(file: string): void }).load(produceFile);
-    kafkajsProduce = m.exports as ProduceRequestFactory;
-  }
+  kafkajsProduce ??= original<ProduceRequestFactory>(produceFile);
   return kafkajsProduce;
 }
 
@@ -126,4 +129,44 @@ install(produceFile, produceRequest);
 /** Whether kafkajs' producer encodes Produce requests with produce-request.ts (false: kafkajs was loaded first). */
 export function produceRequestPatched(): boolean {
   return require.cache[produceFile]?.exports === produceRequest;
+}
+
+// A fourth: a transactional producer's transaction manager (src/producer/eosManager), so that a
+// task can add all of a transaction's partitions in one AddPartitionsToTxn request before its
+// sends. kafkajs adds them send by send, and the task sends one partition at a time
+// (src/kafka-send.ts): a request, and an append to the broker's transaction log, per partition.
+// The factory is wrapped to note each transactional manager under its transactional id, for the
+// producer's owner to take right after its first transaction() call (which creates it).
+const eosFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/producer/eosManager/index.js');
+
+/** What a task uses of kafkajs' transaction manager. */
+export interface TransactionManager {
+  addPartitionsToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void>;
+}
+type EosFactory = (opts: { transactional?: boolean; transactionalId?: string }) => TransactionManager;
+
+const created = new Map<string, TransactionManager>();
+let kafkajsEos: EosFactory | null = null;
+const eosFactory: EosFactory = (opts) => {
+  kafkajsEos ??= original<EosFactory>(eosFile);
+  const manager = kafkajsEos(opts);
+  if (opts.transactional && opts.transactionalId) created.set(opts.transactionalId, manager);
+  return manager;
+};
+install(eosFile, eosFactory);
+
+/**
+ * The transaction manager kafkajs created last for `transactionalId` (null: none, or kafkajs was
+ * loaded before this module). Call it synchronously after the producer's first `transaction()`
+ * call, before awaiting it: kafkajs creates the manager in that call's synchronous part.
+ */
+export function takeTransactionManager(transactionalId: string): TransactionManager | null {
+  const m = created.get(transactionalId) ?? null;
+  created.delete(transactionalId);
+  return m;
+}
+
+/** Whether kafkajs' producers get their transaction manager through eosFactory (false: kafkajs was loaded first). */
+export function transactionManagerPatched(): boolean {
+  return require.cache[eosFile]?.exports === eosFactory;
 }

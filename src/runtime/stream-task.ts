@@ -19,7 +19,8 @@ import { StateStore, type StoreOp } from './state-store';
 import type { PartitionReader } from './partition-reader';
 import { taskMetrics } from './runtime-metrics';
 import { DeadlineTimer, type LastPunctuation, type TimerPolicy } from './deadline-timer';
-import { byPartition, type PartitionCounts } from '../kafka-send';
+import { byPartition, type PartitionCounts, type PartitionMessages } from '../kafka-send';
+import { takeTransactionManager, type TransactionManager } from '../kafkajs-patch';
 
 export interface TaskSpec {
   appId: string;
@@ -85,6 +86,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export class StreamTask {
   private mailbox: Promise<unknown> = Promise.resolve();
   private producer: Producer | null = null;
+  /** kafkajs' transaction manager of that producer (null: not reachable; kafkajs adds partitions itself). */
+  private txnManager: TransactionManager | null = null;
   private store: StateStore | null = null;
   private outputs: OutputRecord[] = [];
   private changelog: Message[] = [];
@@ -164,8 +167,9 @@ export class StreamTask {
   private async start(committedOffset: () => Promise<number | null>): Promise<void> {
     const started = Date.now();
     const { spec, partition } = this;
+    const transactionalId = `${spec.appId}-${spec.storeName}-${spec.sourceTopic}-${partition}`;
     this.producer = this.kafka.producer({
-      transactionalId: `${spec.appId}-${spec.storeName}-${spec.sourceTopic}-${partition}`,
+      transactionalId,
       idempotent: true,
       maxInFlightRequests: 1,
       transactionTimeout: 60_000,
@@ -177,7 +181,9 @@ export class StreamTask {
     await this.producer.connect();
     // initTransactions: fences any previous owner and aborts its open transaction, so that the
     // changelog's committed end is final before we read up to it.
-    const init = await this.producer.transaction();
+    const initializing = this.producer.transaction();
+    this.txnManager = takeTransactionManager(transactionalId); // created by that call, synchronously
+    const init = await initializing;
     await init.abort();
 
     this.store = await StateStore.open(spec.stateDir, spec.storeName, partition);
@@ -383,6 +389,7 @@ export class StreamTask {
       // One topic-partition per request, one after another: a send that spans brokers can be
       // written twice, or not at all, when one of them fails over (src/kafka-send.ts).
       const groups = await byPartition([...byTopic].map(([topic, messages]) => ({ topic, messages })), this.spec.partitionCounts);
+      await this.addPartitions(groups);
       let changelogEnd = -1;
       for (const g of groups) {
         for (const chunk of chunks(g.messages)) {
@@ -403,6 +410,33 @@ export class StreamTask {
     }
     await this.store!.write(ops);
     return result;
+  }
+
+  /**
+   * Adds every partition the transaction will write to it in one AddPartitionsToTxn request.
+   * kafkajs would add each with its send: as many requests, and broker transaction-log appends, as
+   * partitions. Best effort: on any failure the sends add their partitions themselves, as before
+   * (kafkajs marks a partition added only when the broker said so).
+   */
+  private async addPartitions(groups: PartitionMessages[]): Promise<void> {
+    if (this.txnManager === null || groups.length < 2) return;
+    const byTopic = new Map<string, { partition: number }[]>();
+    for (const g of groups) {
+      let list = byTopic.get(g.topic);
+      if (!list) byTopic.set(g.topic, (list = []));
+      list.push({ partition: g.partition });
+    }
+    const topicData = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+    for (let attempt = 0; attempt < 6; attempt++) {
+      try {
+        await this.txnManager.addPartitionsToTransaction(topicData);
+        return;
+      } catch (e) {
+        // The previous commit's markers are still being written: retry soon; anything else is the sends' to meet.
+        if ((e as { type?: string }).type !== 'CONCURRENT_TRANSACTIONS') return;
+        await sleep(2 * 2 ** attempt);
+      }
+    }
   }
 
   // kafkajs retries CONCURRENT_TRANSACTIONS for AddPartitionsToTxn but not for AddOffsetsToTxn;
