@@ -1,4 +1,4 @@
-// Fixes for kafkajs 2.2.4 (its last release); the first and third must be in place before kafkajs loads:
+// Fixes for kafkajs 2.2.4 (its last release); all but the second must be in place before kafkajs loads:
 // import this module before the first `import ... from 'kafkajs'` that is a value (not a type).
 //
 // kafkajs groups a send's messages by partition (src/producer/groupMessagesPerPartition.js) with
@@ -14,7 +14,9 @@
 import path from 'node:path';
 import Module from 'node:module';
 import { encodeProduceRequest, type ProduceRequestArgs } from './runtime/produce-request';
-import { crc32c } from './runtime/crc32c';
+
+/** kafkajs' installed package, whose files are patched below. */
+const KAFKAJS_DIR = path.dirname(require.resolve('kafkajs/package.json'));
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
 interface GroupArgs { topic: string; partitionMetadata: unknown[]; messages: unknown[]; partitioner: Partitioner }
@@ -32,7 +34,7 @@ export function groupMessagesPerPartition({ topic, partitionMetadata, messages, 
   return result;
 }
 
-const file = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/producer/groupMessagesPerPartition.js');
+const file = path.join(KAFKAJS_DIR, 'src/producer/groupMessagesPerPartition.js');
 /** Puts `exports` into the module cache as `file`, unless kafkajs has loaded that file already (too late then). */
 function install(file: string, exports: unknown): void {
   if (require.cache[file] !== undefined) return;
@@ -57,7 +59,7 @@ export function kafkajsPatched(): boolean {
 // BENCHMARKS.md). An Encoder only ever hands out `buf.slice(0, offset)`, so the bytes past `offset`
 // need no zeroing. The prototype is shared, so this holds whatever the load order.
 interface EncoderLike { buf: Buffer; offset: number }
-const encoderFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/protocol/encoder.js');
+const encoderFile = path.join(KAFKAJS_DIR, 'src/protocol/encoder.js');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const Encoder = require(encoderFile) as { prototype: { ensureAvailable(this: EncoderLike, length: number): void }; nextPowerOfTwo(n: number): number };
 /** kafkajs' own growth, kept for the test and the benchmark that compare with it. */
@@ -84,7 +86,7 @@ export function setEncoderGrowth(growth: (this: EncoderLike, length: number) => 
 // Uncompressed sends are encoded by src/runtime/produce-request.ts instead, in one buffer, with
 // the same bytes; compressed ones keep kafkajs' encoder. Put into the module cache as the grouping
 // is, before kafkajs' producer requires the file; `produceRequestPatched()` says whether it is.
-const produceFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/protocol/requests/produce/v3/request.js');
+const produceFile = path.join(KAFKAJS_DIR, 'src/protocol/requests/produce/v3/request.js');
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { Produce: PRODUCE_API_KEY } = require(path.join(path.dirname(encoderFile), 'requests/apiKeys')) as { Produce: number };
 
@@ -117,7 +119,7 @@ export const produceRequest: ProduceRequestFactory = (args) => {
     encode: async () => {
       // kafkajs' request framing wants an Encoder: one that holds the encoded body as it is.
       const e = new (Encoder as unknown as new (size: number) => EncoderLike)(0);
-      e.buf = encodeProduceRequest(args, crc32c);
+      e.buf = encodeProduceRequest(args);
       e.offset = e.buf.length;
       return e;
     },
@@ -137,7 +139,7 @@ export function produceRequestPatched(): boolean {
 // (src/kafka-send.ts): a request, and an append to the broker's transaction log, per partition.
 // The factory is wrapped to note each transactional manager under its transactional id, for the
 // producer's owner to take right after its first transaction() call (which creates it).
-const eosFile = path.join(path.dirname(require.resolve('kafkajs/package.json')), 'src/producer/eosManager/index.js');
+const eosFile = path.join(KAFKAJS_DIR, 'src/producer/eosManager/index.js');
 
 /** What a task uses of kafkajs' transaction manager. */
 export interface TransactionManager {

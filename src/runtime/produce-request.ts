@@ -8,6 +8,7 @@
 // into one buffer. The bytes are kafkajs' own, field for field: same timestamps (kafkajs sorts the
 // records' timestamps as strings, and so does this), same sequence and attributes
 // (tests/unit/produce-request.test.ts compares the two).
+import { crc32c } from './crc32c';
 
 /** A message as kafkajs' producer hands it to the request (kafkajs' Message). */
 export interface ProduceMessage {
@@ -158,10 +159,10 @@ class Writer {
 
 /**
  * The Produce request's body (what follows the request header), every partition's records as one
- * uncompressed v2 batch. `crc32c` checksums a batch from its attributes on; `now` stands in for
- * records without a timestamp, as kafkajs' Date.now() does.
+ * uncompressed v2 batch, checksummed (CRC-32C) from its attributes on. `now` stands in for records
+ * without a timestamp, as kafkajs' Date.now() does.
  */
-export function encodeProduceRequest(args: ProduceRequestArgs, crc32c: (bytes: Buffer) => number, now = Date.now()): Buffer {
+export function encodeProduceRequest(args: ProduceRequestArgs, now = Date.now()): Buffer {
   const transactionalId = args.transactionalId ?? null;
   const producerId = BigInt(String(args.producerId ?? -1));
   const producerEpoch = args.producerEpoch ?? 0;
