@@ -138,6 +138,23 @@ export async function checkReplication(admin: Admin, cfg: Partial<Pick<Config, '
 }
 
 /**
+ * Waits until every partition of a topic just created answers ListOffsets (up to ~10 s). A KRaft
+ * broker publishes a new topic's metadata, leaders included, before it hosts the partitions; until
+ * then it answers NOT_LEADER_OR_FOLLOWER, and a first produce (or transaction) would fail.
+ */
+export async function waitUntilServed(admin: Admin, topic: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.fetchTopicOffsets(topic);
+      return;
+    } catch (e) {
+      if (attempt >= 100) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
+/**
  * Creates the missing topics. Existing topics are left alone, but a partition count that differs
  * from chat.messages is an error: co-partitioning is what keeps a chat on one task.
  */
@@ -149,19 +166,7 @@ export async function ensureTopics(admin: Admin, cfg: TopicSettings): Promise<st
     // Only when creating: a running cluster with a broker down must not stop a restart.
     await checkReplication(admin, cfg);
     await admin.createTopics({ topics: missing, waitForLeaders: true });
-    // A KRaft broker publishes a new topic's metadata before it hosts the partitions: wait until
-    // each answers ListOffsets, so the first produce (or transaction) does not fail.
-    for (const { topic } of missing) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await admin.fetchTopicOffsets(topic);
-          break;
-        } catch (e) {
-          if (attempt >= 100) throw e;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
-    }
+    for (const { topic } of missing) await waitUntilServed(admin, topic);
   }
   const names = topicNames(cfg);
   // A KRaft broker may briefly answer UNKNOWN_TOPIC_OR_PARTITION right after creation.

@@ -11,7 +11,7 @@ import { describeKafkaError, kafkaFromConfig } from '../kafka-client';
 import { ChatMessageProducer, type SendReport } from '../producer';
 import { RecordCodec } from '../records/codec';
 import { InvalidRecordError, parseChatMessageJson } from '../records/validate';
-import { ensureTopics, replicated, topicNames } from '../topics';
+import { ensureTopics, replicated, topicNames, waitUntilServed } from '../topics';
 import { UnreachableError, preflight } from '../preflight';
 
 export interface ProduceOptions {
@@ -161,6 +161,7 @@ async function provisionTopics(admin: Admin, cfg: Config, topic: string): Promis
       await ensureTopics(admin, cfg);
       if (!(await admin.listTopics()).includes(topic)) {
         await admin.createTopics({ topics: [replicated({ topic, numPartitions: cfg.topicPartitions }, cfg)], waitForLeaders: false });
+        await waitUntilServed(admin, topic);
       }
       const md = await admin.fetchTopicMetadata({ topics: [topic] });
       const partitions = md.topics[0]?.partitions ?? [];
