@@ -27,7 +27,7 @@ import {
 } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
-  metaKey, needsMessages, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
+  metaKey, needsMessages, newStoredChat, parseKey, placed, prefixEnd, sealedKey, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
@@ -159,6 +159,14 @@ export class ConversationTracker implements Processor {
   /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
   private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
+  /**
+   * No entry of the due index is below this time (-Infinity: not known yet; Infinity: the index is
+   * empty). Index reads start here rather than at the index's first key: entries are deleted as
+   * chats are sealed, and RocksDB keeps their tombstones until a compaction, so a read from the
+   * start would step over every chat sealed since then. Lowered by every index write, raised to
+   * the first entry found by nextDueAt.
+   */
+  private dueFloor = -Infinity;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
@@ -263,7 +271,7 @@ export class ConversationTracker implements Processor {
         const was = before ? Number(before.toString()) : null;
         if (was !== due) {
           if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
-          if (due !== null) ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
+          if (due !== null) { ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) }); this.lowerDueFloor(due); }
           else ops.push({ type: 'del', key: indexedKey(chat) });
         }
       }
@@ -378,14 +386,31 @@ export class ConversationTracker implements Processor {
    * index, i.e. committed state, as the runtime's contract asks.
    */
   async nextDueAt(): Promise<number | null> {
-    const [first] = await this.ctx.store.range('d:', 'd;', 1);
-    return first === undefined ? null : Number(first[0].slice(2, 17));
+    if (this.dueFloor === Infinity) return null;
+    const [first] = await this.ctx.store.range(this.indexStart(), 'd;', 1);
+    const due = first === undefined ? null : Number(first[0].slice(2, 17));
+    // Everything is at or above the first entry (a write since the read started lowered the floor: keep that).
+    if (this.dueFloor === this.floorAtRead) this.dueFloor = due ?? Infinity;
+    return due;
+  }
+
+  private floorAtRead = -Infinity;
+
+  /** Where reads of the due index start: its first key, or the floor's. */
+  private indexStart(): string {
+    this.floorAtRead = this.dueFloor;
+    return Number.isFinite(this.dueFloor) ? `d:${pad(this.dueFloor)}` : 'd:';
+  }
+
+  private lowerDueFloor(due: number): void {
+    if (due < this.dueFloor) this.dueFloor = due;
   }
 
   /** Seals, by wall clock, open conversations that are due at `now`: the first `limit` chats of the index. */
   private async sealDue(now: number, limit = Infinity): Promise<string[]> {
     const sealed: string[] = [];
-    let from = 'd:';
+    if (this.dueFloor > now) return sealed;
+    let from = this.indexStart();
     const to = `d:${pad(now + 1)}`;
     for (let left = limit; left > 0;) {
       const want = Math.min(DUE_CHUNK, left);
@@ -533,21 +558,40 @@ export class ConversationTracker implements Processor {
    * remembered seals and window, and its open messages only where it must (thread mode, a chat of
    * no known type yet, a version-2 chat to convert).
    */
-  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null }, withMessages = false): Promise<StoredChat | null> {
+  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null; rec?: MetaRecord; sealed?: [string, Buffer][] }, withMessages = false): Promise<StoredChat | null> {
     const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known.meta;
     if (!meta) return null;
     // The chat record says which of its other ranges hold anything: read only those, at once.
-    const rec = parseMeta(meta);
+    const rec = known?.rec ?? parseMeta(meta);
     const rules = this.deps.rules;
     const messagesToo = rec.o.length > 0 && (withMessages || needsMessages(rec, (t) => isThreadMode(rules, t)));
     const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
     const [summary, messages, sealed, window] = await Promise.all([
       rec.o.length > 0 && rec.v !== 2 ? (known?.summary ?? this.ctx.store.get(summaryKey(chat))) : null,
       messagesToo ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
-      rec.h.length > 0 ? range(sealedPrefix(chat), 1000) : [],
+      known?.sealed ?? this.sealedRecords([chat], [rec]).then((r) => r[0]!),
       rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
     ]);
     return assembleChat(chat, { meta: rec, summary, messages: messages ?? (rec.o.length > 0 ? null : []), sealed, window });
+  }
+
+  /**
+   * The remembered-seal records (`h␀`) of chats, per chat in key order, in one point read: their
+   * keys are in the chat records (`h`), so no range is read (an iterator costs far more than a
+   * batch of gets in the store's binding).
+   */
+  private async sealedRecords(chats: string[], recs: (MetaRecord | null)[]): Promise<[string, Buffer][][]> {
+    const keys: string[] = [];
+    for (let i = 0; i < chats.length; i++) for (const seq of recs[i]?.h ?? []) keys.push(sealedKey(chats[i]!, seq));
+    const values = keys.length > 0 ? await this.ctx.store.getMany(keys) : [];
+    const out: [string, Buffer][][] = [];
+    let k = 0;
+    for (let i = 0; i < chats.length; i++) {
+      const rows: [string, Buffer][] = [];
+      for (let j = (recs[i]?.h ?? []).length; j > 0; j--, k++) if (values[k] !== undefined) rows.push([keys[k]!, values[k]!]);
+      out.push(rows);
+    }
+    return out;
   }
 
   /** Loads chats into the cache: their chat and summary records in one read, then each chat's ranges (its open messages only where needed, or `withMessages`), LOAD_CONCURRENCY chats at once. */
@@ -556,11 +600,16 @@ export class ConversationTracker implements Processor {
     // Chat and summary records of every chat in one read: most loads need nothing more.
     const n = chats.length;
     const heads = await this.ctx.store.getMany([...chats.map(metaKey), ...chats.map(summaryKey)]);
+    // Then every chat's remembered seals in one read: the chat records name their keys.
+    const recs = chats.map((_, i) => (heads[i] ? parseMeta(heads[i]!) : null));
+    const sealed = await this.sealedRecords(chats, recs);
     const read: (StoredChat | null)[] = new Array(chats.length);
     // At most LOAD_CONCURRENCY chats' reads in flight: each holds open iterators in the store.
     for (let from = 0; from < chats.length; from += LOAD_CONCURRENCY) {
       const to = Math.min(chats.length, from + LOAD_CONCURRENCY);
-      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, { meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null }, withMessages)));
+      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, {
+        meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null, rec: recs[from + i] ?? undefined, sealed: sealed[from + i],
+      }, withMessages)));
       for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
     }
     let records = 0;
@@ -648,7 +697,7 @@ export class ConversationTracker implements Processor {
       const due = nextDeadline(e.state, this.deps.rules);
       if (e.indexed !== due) {
         if (e.indexed !== null) local.push({ type: 'del', key: indexKey(e.indexed, chat) });
-        if (due !== null) local.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
+        if (due !== null) { local.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) }); this.lowerDueFloor(due); }
         else local.push({ type: 'del', key: indexedKey(chat) });
         e.indexed = due;
       }

@@ -155,3 +155,25 @@ test('a restore of the whole changelog, in slices, rebuilds the deadline index: 
   }
   await t.store.close(null);
 });
+
+test('index reads start at a floor that rises as chats seal and falls for history indexed below it', async () => {
+  const t = await setup();
+  await t.send(Array.from({ length: 50 }, (_, i) => ({ chat: `f${i}`, at: T0 + 1000 + 10 * i })));
+  // The first 40 seal; the floor rises to the 41st chat's due time (their tombstones lie below it).
+  await t.punctuate(T0 + 1000 + 10 * 39 + GAP + GRACE + 1);
+  assert.equal(t.sealed.length, 40);
+  assert.equal(await t.tracker.nextDueAt(), T0 + 1000 + 10 * 40 + GAP + GRACE + 1);
+  // History of another chat, due below the floor (at its arrival, T0: its deadline has passed): found, and sealed first.
+  await t.send([{ chat: 'old', at: T0 - 5000 }]);
+  assert.equal(await t.tracker.nextDueAt(), T0);
+  await t.punctuate(T0);
+  assert.deepEqual(t.sealed.slice(40), ['old']);
+  assert.equal(await t.tracker.nextDueAt(), T0 + 1000 + 10 * 40 + GAP + GRACE + 1);
+  // Everything sealed: the floor says the index is empty without reading it; a new chat is found.
+  await t.punctuate(T0 + 100_000);
+  assert.equal(t.sealed.length, 51);
+  assert.equal(await t.tracker.nextDueAt(), null);
+  await t.send([{ chat: 'new', at: T0 + 200 }]);
+  assert.equal(await t.tracker.nextDueAt(), T0 + 200 + GAP + GRACE + 1);
+  await t.store.close(null);
+});
