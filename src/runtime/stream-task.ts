@@ -40,6 +40,9 @@ export interface TaskTimerOptions extends TimerPolicy {
 }
 
 type Trigger = 'tick' | 'batch' | 'timer';
+/** What a commit is for: a batch's processing, or a punctuation and what triggered it. */
+type CommitKind = 'process' | Trigger;
+type Transaction = Awaited<ReturnType<Producer['transaction']>>;
 
 export class TaskFencedError extends Error {
   constructor(partition: number, cause: unknown) {
@@ -101,6 +104,16 @@ export class StreamTask {
   private nextDue: number | null = null;
   /** The last punctuation that ran caught up (the only kind that can seal by wall clock). */
   private lastPunctuation: LastPunctuation | null = null;
+  /** When the last commit passed each of its steps (performance.now() ms; NaN: not reached), for the seal timer's debug log. */
+  private readonly lastCommitPhases = { start: NaN, flushed: NaN, added: NaN, sent: NaN, committed: NaN, stored: NaN };
+  /**
+   * A transaction begun before the event's processing, its likely partitions being added to it
+   * meanwhile (beginEarly): the AddPartitionsToTxn round trip overlaps the processor's work
+   * instead of following it.
+   */
+  private early: { txn: Transaction; adding: Promise<void> } | null = null;
+  /** Per commit kind, the partitions (`topic␀partition`) its last two commits wrote, newest first. */
+  private readonly written = new Map<CommitKind, [string[], string[]]>();
   /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
   private storeChangelogEnd = -1;
   readonly ready: Promise<void>;
@@ -235,16 +248,17 @@ export class StreamTask {
         records = records.filter((r) => r.offset >= this.pos);
         if (records.length === 0) return true;
       }
+      await this.beginEarly('process');
       try {
         await this.processor.process(records);
       } catch (e) {
         // Nothing of this batch is committed: forget its effects; kafkajs fetches it again.
-        this.discardPending();
+        await this.discardPending();
         throw e;
       }
       // Past the batch's last offset, which may be a transaction marker rather than a record.
       const next = Math.max(nextOffset, records[records.length - 1]!.offset + 1);
-      let stored = (await this.commit(next)).stored;
+      let stored = (await this.commit(next, 'process')).stored;
       this.pos = next;
       if (highWatermark > this.end) this.end = highWatermark;
       const now = Date.now();
@@ -285,13 +299,14 @@ export class StreamTask {
   private async punctuateNow(now: number, trigger: Trigger): Promise<boolean> {
     const t0 = process.hrtime.bigint();
     const caughtUp = this.isCaughtUp();
+    if (caughtUp) await this.beginEarly(trigger);
     try {
       await this.processor.punctuate(now);
     } catch (e) {
-      this.discardPending();
+      await this.discardPending();
       throw e;
     }
-    const { produced, stored } = await this.commit(null);
+    const { produced, stored } = await this.commit(null, trigger);
     const m = taskMetrics();
     m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     m.punctuations.inc({ trigger, result: !caughtUp ? 'behind' : produced ? 'sealed' : 'nothing' });
@@ -327,9 +342,20 @@ export class StreamTask {
           taskMetrics().punctuations.inc({ trigger: 'timer', result: 'behind' });
           return;
         }
+        const t0 = performance.now();
         const stored = await this.punctuateNow(now, 'timer');
         if (this.log.isLevelEnabled('debug')) {
-          this.log.debug({ due: this.nextDue, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed }, 'seal timer punctuated');
+          // Where the punctuation's time went: the processor's punctuate, its flush, adding the
+          // transaction's partitions, the sends, the commit, the store write (ms; null: not reached).
+          const p = this.lastCommitPhases;
+          const ms = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? null : Math.round(b - a));
+          this.log.debug({
+            due: this.nextDue, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
+            steps: {
+              punctuate: ms(t0, p.start), flush: ms(p.start, p.flushed), add: ms(p.flushed, p.added), send: ms(p.added, p.sent),
+              commit: ms(p.sent, p.committed), store: ms(Number.isNaN(p.committed) ? p.flushed : p.committed, p.stored),
+            },
+          }, 'seal timer punctuated');
         }
         await this.refreshDue(stored);
       } finally {
@@ -355,16 +381,61 @@ export class StreamTask {
     this.timer?.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation });
   }
 
-  private discardPending(): void {
+  private async discardPending(): Promise<void> {
     this.processor.abort();
     this.outputs = [];
     this.changelog = [];
     this.storeOps = [];
+    await this.abandonEarly();
+  }
+
+  /**
+   * Begins the event's transaction now and adds to it the partitions that the last two commits of
+   * this kind both wrote (a timer punctuation that seals: the sealed topic's partition and the
+   * changelog's), while the processor works. A prediction that misses costs only markers: a
+   * partition added but not written gets its commit marker, an empty transaction is aborted.
+   */
+  private async beginEarly(kind: CommitKind): Promise<void> {
+    if (this.txnManager === null || this.early !== null) return;
+    const seen = this.written.get(kind);
+    if (seen === undefined) return;
+    const [last, before] = seen;
+    const likely = last.filter((k) => before.includes(k));
+    if (likely.length === 0) return;
+    const txn = await this.producer!.transaction();
+    const byTopic = new Map<string, { partition: number }[]>();
+    for (const k of likely) {
+      const sep = k.lastIndexOf('\u0000');
+      const topic = k.slice(0, sep);
+      let list = byTopic.get(topic);
+      if (!list) byTopic.set(topic, (list = []));
+      list.push({ partition: Number(k.slice(sep + 1)) });
+    }
+    this.early = { txn, adding: this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions }))) };
+  }
+
+  /** Ends a transaction begun early that will not be committed (the event failed or wrote nothing). */
+  private async abandonEarly(): Promise<void> {
+    const early = this.early;
+    if (early === null) return;
+    this.early = null;
+    taskMetrics().earlyTransactions.inc({ result: 'abandoned' });
+    await early.adding;
+    try { await early.txn.abort(); } catch { /* fenced or already ended: the next transaction or owner settles it */ }
+  }
+
+  private noteWritten(kind: CommitKind, groups: PartitionMessages[]): void {
+    const now = groups.map((g) => `${g.topic}\u0000${g.partition}`);
+    this.written.set(kind, [now, this.written.get(kind)?.[0] ?? []]);
   }
 
   /** Commits the pending event. `produced`: records went to Kafka; `stored`: the store was written. */
-  private async commit(nextOffset: number | null): Promise<{ produced: boolean; stored: boolean }> {
+  private async commit(nextOffset: number | null, kind: CommitKind): Promise<{ produced: boolean; stored: boolean }> {
+    const phases = this.lastCommitPhases;
+    phases.flushed = phases.added = phases.sent = phases.committed = phases.stored = NaN;
+    phases.start = performance.now();
     await this.processor.flush();
+    phases.flushed = performance.now();
     const outputs = this.outputs;
     const changelog = this.changelog;
     const ops = this.storeOps;
@@ -373,12 +444,16 @@ export class StreamTask {
     this.storeOps = [];
     const result = { produced: outputs.length > 0 || changelog.length > 0, stored: ops.length > 0 };
     if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
+      this.noteWritten(kind, []);
+      await this.abandonEarly();
       await this.store!.write(ops);
       return result;
     }
-    const producer = this.producer!;
-    const txn = await producer.transaction();
+    const early = this.early;
+    this.early = null;
+    const txn = early?.txn ?? await this.producer!.transaction();
     try {
+      if (early !== null) await early.adding;
       const byTopic = new Map<string, Message[]>();
       for (const o of outputs) {
         let list = byTopic.get(o.topic);
@@ -389,7 +464,9 @@ export class StreamTask {
       // One topic-partition per request, one after another: a send that spans brokers can be
       // written twice, or not at all, when one of them fails over (src/kafka-send.ts).
       const groups = await byPartition([...byTopic].map(([topic, messages]) => ({ topic, messages })), this.spec.partitionCounts);
-      await this.addPartitions(groups);
+      this.noteWritten(kind, groups);
+      await this.addPartitions(groups, early !== null);
+      phases.added = performance.now();
       let changelogEnd = -1;
       for (const g of groups) {
         for (const chunk of chunks(g.messages)) {
@@ -400,7 +477,10 @@ export class StreamTask {
         }
       }
       if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
+      phases.sent = performance.now();
       await txn.commit();
+      phases.committed = performance.now();
+      if (early !== null) taskMetrics().earlyTransactions.inc({ result: 'committed' });
       if (changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = changelogEnd;
     } catch (e) {
       this.processor.abort();
@@ -409,6 +489,7 @@ export class StreamTask {
       throw e;
     }
     await this.store!.write(ops);
+    phases.stored = performance.now();
     return result;
   }
 
@@ -418,15 +499,21 @@ export class StreamTask {
    * partitions. Best effort: on any failure the sends add their partitions themselves, as before
    * (kafkajs marks a partition added only when the broker said so).
    */
-  private async addPartitions(groups: PartitionMessages[]): Promise<void> {
-    if (this.txnManager === null || groups.length < 2) return;
+  private async addPartitions(groups: PartitionMessages[], begunEarly: boolean): Promise<void> {
+    // One partition alone: its send adds it, no request saved (unless the early ones are to be completed).
+    if (this.txnManager === null || (groups.length < 2 && !begunEarly)) return;
     const byTopic = new Map<string, { partition: number }[]>();
     for (const g of groups) {
       let list = byTopic.get(g.topic);
       if (!list) byTopic.set(g.topic, (list = []));
       list.push({ partition: g.partition });
     }
-    const topicData = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+    await this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+  }
+
+  /** AddPartitionsToTxn for those of the partitions not in the transaction yet (kafkajs skips the others); never throws. */
+  private async addToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void> {
+    if (this.txnManager === null) return;
     for (let attempt = 0; attempt < 6; attempt++) {
       try {
         await this.txnManager.addPartitionsToTransaction(topicData);

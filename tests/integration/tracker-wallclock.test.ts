@@ -1,5 +1,6 @@
 // Wall-clock sealing (SPEC section 2, rule 2): once caught up, a conversation seals within about
 // one punctuation of its deadline; while the partition is behind, a backlog is never split early.
+import '../../src/kafkajs-patch'; // before kafkajs loads, as bin/chatstats.js does
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { isolatedEnv, configOf, testKafka, waitFor } from '../support/harness';
@@ -10,6 +11,7 @@ import { RecordCodec } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import type { ChatMessage, ConversationSealed } from '../../src/records/types';
 import type { Config } from '../../src/config';
+import { registry } from '../../src/metrics';
 
 process.env.LOG_LEVEL ??= 'warn';
 const kafka = testKafka();
@@ -165,6 +167,12 @@ test('live, seal timer: conversations seal at their deadline, not at the next ti
   const p99 = quantile(delays, 0.99);
   console.log(`seal delay past the deadline over ${delays.length} conversations (seal timer, tick 5 s): p50 ${p50} ms, p99 ${p99} ms`);
   assert.ok(p99 < 1000, `p99 seal delay ${p99} ms: the timer, not the 5 s tick, should seal`);
+  // Timer punctuations that seal write the same two partitions (sealed, changelog) each time: from
+  // the third on, their transactions are begun, and those partitions added, before the punctuation runs.
+  const early = (await registry.getSingleMetric('chatstats_transactions_begun_early_total')!.get()).values;
+  const committedEarly = early.find((v) => v.labels.result === 'committed')?.value ?? 0;
+  console.log(`transactions begun early: ${early.map((v) => `${v.labels.result} ${v.value}`).join(', ')}`);
+  assert.ok(committedEarly > 0, 'some transactions were begun early and committed');
   await app.stop();
   apps.pop();
 });

@@ -1,5 +1,6 @@
 // Shared by the integration tests: an isolated environment per test (topic prefix, app id, state
 // directory), tracker processes to start and kill, and polling helpers.
+import '../../src/kafkajs-patch'; // before kafkajs loads: in-process trackers run with the fixes bin/chatstats.js has
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
