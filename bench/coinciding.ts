@@ -9,8 +9,9 @@
 // per build, each on its own topics, and gives them the rounds in turn; the medians of each
 // build's rounds and their ratio are printed. `--profile`: each build's last round is CPU-profiled
 // from 150 ms before the deadline for 1 s (profile-on-signal.ts); the busiest functions are
-// printed, the profile kept in bench/results/.
-import { mkdirSync, readFileSync } from 'node:fs';
+// printed, the profile kept in bench/results/. BENCH_TRACKER_LOG_LEVEL=debug and
+// BENCH_TRACKER_LOG_DIR=dir keep each tracker's log (the seal timer logs each punctuation's steps).
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchKafka, cleanup, createTopics, fmtInt, loadAverage, newRun, quantile, removeDir, ROOT, sleep, type Child } from './lib';
 import { coincidingTraffic, GAP_MS, SETTLE_MS, startTracker } from './latency';
@@ -37,6 +38,7 @@ async function main(): Promise<void> {
   }));
   const topics = runs.map((r) => topicNames({ topicPrefix: r.prefix, appId: r.appId }));
   const children: Child[] = [];
+  const extraChildren: Child[] = [];
   const resultsDir = path.join(ROOT, 'bench/results');
   mkdirSync(resultsDir, { recursive: true });
   const profiles = builds.map((b) => path.join(resultsDir, `coinciding-${b.label}-${new Date().toISOString().replace(/[:.]/g, '-')}.cpuprofile`));
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
     for (const t of topics) await createTopics(admin, [t.messages], 6, { 'retention.ms': String(86_400_000) });
     for (let i = 0; i < builds.length; i++) {
       const env: Record<string, string> = { ...runs[i]!.env };
+      if (process.env.BENCH_TRACKER_LOG_LEVEL) env.LOG_LEVEL = process.env.BENCH_TRACKER_LOG_LEVEL;
       if (profile) {
         env.NODE_OPTIONS = `--require ${path.join(__dirname, 'profile-on-signal.js')}`;
         env.PROFILE_OUT = profiles[i]!;
@@ -54,6 +57,11 @@ async function main(): Promise<void> {
       // Each build's own tracker: its bin/chatstats.js.
       const { child } = await startTracker(env, path.join(builds[i]!.root, 'bin/chatstats.js'));
       children.push(child);
+      // COINCIDING_INSTANCES=n: n trackers per build in one group (each its own state directory), as n replicas would run.
+      for (let k = 1; k < Number(process.env.COINCIDING_INSTANCES ?? 1); k++) {
+        const extra = await startTracker({ ...env, STATE_DIR: `${runs[i]!.stateDir}-${k}`, PROFILE_OUT: `${profiles[i]!}-${k}` }, path.join(builds[i]!.root, 'bin/chatstats.js'));
+        extraChildren.push(extra.child);
+      }
     }
     await consumer.connect();
     await consumer.subscribe({ topics: topics.map((t) => t.sealed), fromBeginning: true });
@@ -116,7 +124,10 @@ async function main(): Promise<void> {
     }
   } finally {
     await consumer.disconnect().catch(() => undefined);
-    for (const c of children) await c.stop('SIGTERM', 10_000).catch(() => undefined);
+    for (const c of [...children, ...extraChildren]) await c.stop('SIGTERM', 10_000).catch(() => undefined);
+    if (process.env.BENCH_TRACKER_LOG_DIR) {
+      children.forEach((c, i) => writeFileSync(path.join(process.env.BENCH_TRACKER_LOG_DIR!, `coinciding-${builds[i]!.label}.log`), c.output()));
+    }
     await cleanup(admin, runs.flatMap((r) => [r.prefix, r.appId])).catch(() => 0);
     await admin.disconnect();
     for (const r of runs) removeDir(r.stateDir);
