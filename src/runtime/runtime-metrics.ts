@@ -1,6 +1,6 @@
 // Metrics of the runtime itself (restore, punctuation, stores, lag), shared by all tasks.
 import { Counter, Gauge, Histogram } from 'prom-client';
-import { registry } from '../metrics';
+import { registry, zeroed } from '../metrics';
 
 let m: ReturnType<typeof create> | null = null;
 
@@ -14,7 +14,7 @@ function create() {
     lag: new Gauge({ name: 'chatstats_consumer_lag', help: 'Input records not yet processed (tracker) or not yet committed (ETL, analysis), per consumer group and partition', labelNames: ['group', 'topic', 'partition'], registers: [registry] }),
     caughtUp: new Gauge({ name: 'chatstats_partition_caught_up', help: '1 when the task has read its partition to the end at the last punctuation', labelNames: ['partition'], registers: [registry] }),
     punctuations: new Counter({ name: 'chatstats_punctuations_total', help: 'Punctuations by trigger (tick, batch: a batch that read the partition to its end, timer: the seal timer) and result (sealed: it wrote something; nothing; behind: not caught up, so nothing could seal by wall clock)', labelNames: ['trigger', 'result'], registers: [registry] }),
-    earlyTransactions: new Counter({ name: 'chatstats_transactions_begun_early_total', help: 'Transactions begun before an event was processed, with the partitions its kind of event wrote the last two times added meanwhile, by result (committed; abandoned: the event failed or wrote nothing, the transaction was aborted)', labelNames: ['result'], registers: [registry] }),
+    earlyTransactions: zeroed(new Counter({ name: 'chatstats_transactions_begun_early_total', help: 'Transactions begun before an event was processed, with the partitions its kind of event wrote the last two times added meanwhile, by result (committed; abandoned: the event failed or wrote nothing, the transaction was aborted)', labelNames: ['result'], registers: [registry] }), [{ result: 'committed' }, { result: 'abandoned' }]),
     nextDue: new Gauge({ name: 'chatstats_next_seal_due_timestamp_seconds', help: 'Per partition: wall-clock time (Unix seconds) from which a punctuation would seal something (the earliest deadline); absent when nothing is open', labelNames: ['partition'], registers: [registry] }),
     tasks: new Gauge({ name: 'chatstats_tasks', help: 'Tasks owned by this instance, by state as tracker-status shows it (restoring, running)', labelNames: ['state'], registers: [registry] }),
   };
