@@ -386,7 +386,8 @@ export class StreamTask {
     this.outputs = [];
     this.changelog = [];
     this.storeOps = [];
-    await this.abandonEarly();
+    // The event's own error is the one to report.
+    await this.abandonEarly().catch(() => undefined);
   }
 
   /**
@@ -414,14 +415,20 @@ export class StreamTask {
     this.early = { txn, adding: this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions }))) };
   }
 
-  /** Ends a transaction begun early that will not be committed (the event failed or wrote nothing). */
+  /** Aborts a transaction begun early that will not be committed (the event failed or wrote nothing). */
   private async abandonEarly(): Promise<void> {
     const early = this.early;
     if (early === null) return;
     this.early = null;
     taskMetrics().earlyTransactions.inc({ result: 'abandoned' });
     await early.adding;
-    try { await early.txn.abort(); } catch { /* fenced or already ended: the next transaction or owner settles it */ }
+    try {
+      await early.txn.abort();
+    } catch (e) {
+      // As a failed commit: the event fails and the thread replaces the task.
+      if (isFenced(e)) throw new TaskFencedError(this.partition, e);
+      throw e;
+    }
   }
 
   private noteWritten(kind: CommitKind, groups: PartitionMessages[]): void {
@@ -465,7 +472,7 @@ export class StreamTask {
       // written twice, or not at all, when one of them fails over (src/kafka-send.ts).
       const groups = await byPartition([...byTopic].map(([topic, messages]) => ({ topic, messages })), this.spec.partitionCounts);
       this.noteWritten(kind, groups);
-      await this.addPartitions(groups, early !== null);
+      await this.addPartitions(groups);
       phases.added = performance.now();
       let changelogEnd = -1;
       for (const g of groups) {
@@ -499,9 +506,9 @@ export class StreamTask {
    * partitions. Best effort: on any failure the sends add their partitions themselves, as before
    * (kafkajs marks a partition added only when the broker said so).
    */
-  private async addPartitions(groups: PartitionMessages[], begunEarly: boolean): Promise<void> {
-    // One partition alone: its send adds it, no request saved (unless the early ones are to be completed).
-    if (this.txnManager === null || (groups.length < 2 && !begunEarly)) return;
+  private async addPartitions(groups: PartitionMessages[]): Promise<void> {
+    // One partition alone: its send adds it (if it is not in already), no request saved.
+    if (this.txnManager === null || groups.length < 2) return;
     const byTopic = new Map<string, { partition: number }[]>();
     for (const g of groups) {
       let list = byTopic.get(g.topic);
