@@ -3,7 +3,7 @@
 // so the processor sees one event at a time and never needs a lock.
 //
 // Exactly once: each event's outputs, changelog writes and (for batches) the input offsets
-// commit in one Kafka transaction; the store is written only after that commit. The
+// commit in one Kafka transaction (task-transactions.ts); the store is written only after that commit. The
 // transactional id is per input partition (Kafka Streams' first EOS mode): whoever owns the
 // partition next calls initTransactions with the same id, which aborts our open transaction and
 // fences this producer, so a zombie cannot commit after a rebalance.
@@ -12,15 +12,18 @@
 // a batch that reads the partition to its end, and the task's seal timer (deadline-timer.ts),
 // armed for the processor's next due time (SEAL_TIMER=deadline). A timer punctuation reads the
 // partition's end first, in the task's turn, so that the caught-up rule is as exact as the tick's.
-import type { Kafka, Producer, Message, IHeaders } from 'kafkajs';
+import type { Kafka, Producer, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Processor, ProcessorContext, InputRecord, OutputRecord } from './processor';
 import { StateStore, type StoreOp } from './state-store';
 import type { PartitionReader } from './partition-reader';
 import { taskMetrics } from './runtime-metrics';
 import { DeadlineTimer, type LastPunctuation, type TimerPolicy } from './deadline-timer';
-import { byPartition, type PartitionCounts, type PartitionMessages } from '../kafka-send';
-import { takeTransactionManager, type TransactionManager } from '../kafkajs-patch';
+import type { PartitionCounts } from '../kafka-send';
+import { takeTransactionManager } from '../kafkajs-patch';
+import { TaskTransactions, type CommitKind, type CommitPhases, type Trigger } from './task-transactions';
+
+export { TaskFencedError } from './task-transactions';
 
 export interface TaskSpec {
   appId: string;
@@ -39,58 +42,11 @@ export interface TaskTimerOptions extends TimerPolicy {
   onError(err: unknown): void;
 }
 
-type Trigger = 'tick' | 'batch' | 'timer';
-/** What a commit is for: a batch's processing, or a punctuation and what triggered it. */
-type CommitKind = 'process' | Trigger;
-type Transaction = Awaited<ReturnType<Producer['transaction']>>;
-
-export class TaskFencedError extends Error {
-  constructor(partition: number, cause: unknown) {
-    super(`task ${partition} was fenced by a newer owner of its transactional id: ${(cause as Error)?.message}`);
-    this.name = 'TaskFencedError';
-  }
-}
-
-const FENCED = new Set(['INVALID_PRODUCER_EPOCH', 'PRODUCER_FENCED', 'TRANSACTIONAL_ID_AUTHORIZATION_FAILED', 'INVALID_TXN_STATE']);
-
-function isFenced(e: unknown): boolean {
-  const err = e as { type?: string; name?: string; originalError?: { type?: string } };
-  return FENCED.has(err?.type ?? '') || FENCED.has(err?.originalError?.type ?? '');
-}
-
-/**
- * kafkajs writes all of a request's messages for one partition as a single record batch, and the
- * broker checks max.message.bytes against the whole batch. Split into requests of bounded size
- * (sent one after another, so per-partition order holds), as the Java client's batch.size does.
- */
-const MAX_REQUEST_BYTES = 768 * 1024;
-function* chunks(messages: Message[]): Generator<Message[]> {
-  let current: Message[] = [];
-  let bytes = 0;
-  for (const m of messages) {
-    const size = 64 + sizeOf(m.key) + sizeOf(m.value);
-    if (bytes > 0 && bytes + size > MAX_REQUEST_BYTES) {
-      yield current;
-      current = [];
-      bytes = 0;
-    }
-    current.push(m);
-    bytes += size;
-  }
-  if (current.length > 0) yield current;
-}
-
-function sizeOf(v: Buffer | string | null | undefined): number {
-  return v == null ? 0 : typeof v === 'string' ? Buffer.byteLength(v) : v.length;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 export class StreamTask {
   private mailbox: Promise<unknown> = Promise.resolve();
   private producer: Producer | null = null;
-  /** kafkajs' transaction manager of that producer (null: not reachable; kafkajs adds partitions itself). */
-  private txnManager: TransactionManager | null = null;
+  /** The transactions of that producer (after start). */
+  private txns: TaskTransactions | null = null;
   private store: StateStore | null = null;
   private outputs: OutputRecord[] = [];
   private changelog: Message[] = [];
@@ -104,16 +60,8 @@ export class StreamTask {
   private nextDue: number | null = null;
   /** The last punctuation that ran caught up (the only kind that can seal by wall clock). */
   private lastPunctuation: LastPunctuation | null = null;
-  /** When the last commit passed each of its steps (performance.now() ms; NaN: not reached), for the seal timer's debug log. */
-  private readonly lastCommitPhases = { start: NaN, flushed: NaN, added: NaN, sent: NaN, committed: NaN, stored: NaN };
-  /**
-   * A transaction begun before the event's processing, its likely partitions being added to it
-   * meanwhile (beginEarly): the AddPartitionsToTxn round trip overlaps the processor's work
-   * instead of following it.
-   */
-  private early: { txn: Transaction; adding: Promise<void> } | null = null;
-  /** Per commit kind, the partitions (`topic␀partition`) its last two commits wrote, newest first. */
-  private readonly written = new Map<CommitKind, [string[], string[]]>();
+  /** When the last commit passed each of its steps, for the seal timer's debug log. */
+  private readonly lastCommitPhases: CommitPhases = { start: NaN, flushed: NaN, added: NaN, sent: NaN, committed: NaN, stored: NaN };
   /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
   private storeChangelogEnd = -1;
   readonly ready: Promise<void>;
@@ -195,9 +143,12 @@ export class StreamTask {
     // initTransactions: fences any previous owner and aborts its open transaction, so that the
     // changelog's committed end is final before we read up to it.
     const initializing = this.producer.transaction();
-    this.txnManager = takeTransactionManager(transactionalId); // created by that call, synchronously
+    const txnManager = takeTransactionManager(transactionalId); // created by that call, synchronously
     const init = await initializing;
     await init.abort();
+    this.txns = new TaskTransactions(this.producer, txnManager, {
+      partition, groupId: spec.groupId, sourceTopic: spec.sourceTopic, changelogTopic: spec.changelogTopic, partitionCounts: spec.partitionCounts,
+    });
 
     this.store = await StateStore.open(spec.stateDir, spec.storeName, partition);
     const ctx: ProcessorContext = {
@@ -248,7 +199,7 @@ export class StreamTask {
         records = records.filter((r) => r.offset >= this.pos);
         if (records.length === 0) return true;
       }
-      await this.beginEarly('process');
+      await this.txns!.beginEarly('process');
       try {
         await this.processor.process(records);
       } catch (e) {
@@ -299,7 +250,7 @@ export class StreamTask {
   private async punctuateNow(now: number, trigger: Trigger): Promise<boolean> {
     const t0 = process.hrtime.bigint();
     const caughtUp = this.isCaughtUp();
-    if (caughtUp) await this.beginEarly(trigger);
+    if (caughtUp) await this.txns!.beginEarly(trigger);
     try {
       await this.processor.punctuate(now);
     } catch (e) {
@@ -387,53 +338,7 @@ export class StreamTask {
     this.changelog = [];
     this.storeOps = [];
     // The event's own error is the one to report.
-    await this.abandonEarly().catch(() => undefined);
-  }
-
-  /**
-   * Begins the event's transaction now and adds to it the partitions that the last two commits of
-   * this kind both wrote (a timer punctuation that seals: the sealed topic's partition and the
-   * changelog's), while the processor works. A prediction that misses costs only markers: a
-   * partition added but not written gets its commit marker, an empty transaction is aborted.
-   */
-  private async beginEarly(kind: CommitKind): Promise<void> {
-    if (this.txnManager === null || this.early !== null) return;
-    const seen = this.written.get(kind);
-    if (seen === undefined) return;
-    const [last, before] = seen;
-    const likely = last.filter((k) => before.includes(k));
-    if (likely.length === 0) return;
-    const txn = await this.producer!.transaction();
-    const byTopic = new Map<string, { partition: number }[]>();
-    for (const k of likely) {
-      const sep = k.lastIndexOf('\u0000');
-      const topic = k.slice(0, sep);
-      let list = byTopic.get(topic);
-      if (!list) byTopic.set(topic, (list = []));
-      list.push({ partition: Number(k.slice(sep + 1)) });
-    }
-    this.early = { txn, adding: this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions }))) };
-  }
-
-  /** Aborts a transaction begun early that will not be committed (the event failed or wrote nothing). */
-  private async abandonEarly(): Promise<void> {
-    const early = this.early;
-    if (early === null) return;
-    this.early = null;
-    taskMetrics().earlyTransactions.inc({ result: 'abandoned' });
-    await early.adding;
-    try {
-      await early.txn.abort();
-    } catch (e) {
-      // As a failed commit: the event fails and the thread replaces the task.
-      if (isFenced(e)) throw new TaskFencedError(this.partition, e);
-      throw e;
-    }
-  }
-
-  private noteWritten(kind: CommitKind, groups: PartitionMessages[]): void {
-    const now = groups.map((g) => `${g.topic}\u0000${g.partition}`);
-    this.written.set(kind, [now, this.written.get(kind)?.[0] ?? []]);
+    await this.txns?.abandonEarly().catch(() => undefined);
   }
 
   /** Commits the pending event. `produced`: records went to Kafka; `stored`: the store was written. */
@@ -451,103 +356,22 @@ export class StreamTask {
     this.storeOps = [];
     const result = { produced: outputs.length > 0 || changelog.length > 0, stored: ops.length > 0 };
     if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
-      this.noteWritten(kind, []);
-      await this.abandonEarly();
+      this.txns!.noteNothing(kind);
+      await this.txns!.abandonEarly();
       await this.store!.write(ops);
       return result;
     }
-    const early = this.early;
-    this.early = null;
-    const txn = early?.txn ?? await this.producer!.transaction();
+    let changelogEnd: number;
     try {
-      if (early !== null) await early.adding;
-      const byTopic = new Map<string, Message[]>();
-      for (const o of outputs) {
-        let list = byTopic.get(o.topic);
-        if (!list) byTopic.set(o.topic, (list = []));
-        list.push({ key: o.key, value: o.value, headers: o.headers as IHeaders | undefined, partition: o.partition });
-      }
-      if (changelog.length > 0) byTopic.set(this.spec.changelogTopic, changelog);
-      // One topic-partition per request, one after another: a send that spans brokers can be
-      // written twice, or not at all, when one of them fails over (src/kafka-send.ts).
-      const groups = await byPartition([...byTopic].map(([topic, messages]) => ({ topic, messages })), this.spec.partitionCounts);
-      this.noteWritten(kind, groups);
-      await this.addPartitions(groups);
-      phases.added = performance.now();
-      let changelogEnd = -1;
-      for (const g of groups) {
-        for (const chunk of chunks(g.messages)) {
-          const meta = await txn.sendBatch({ topicMessages: [{ topic: g.topic, messages: chunk }] });
-          if (g.topic !== this.spec.changelogTopic || g.partition !== this.partition) continue;
-          const m = meta.find((x) => x.topicName === this.spec.changelogTopic && x.partition === this.partition);
-          if (m?.baseOffset !== undefined) changelogEnd = Number(m.baseOffset) + chunk.length;
-        }
-      }
-      if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
-      phases.sent = performance.now();
-      await txn.commit();
-      phases.committed = performance.now();
-      if (early !== null) taskMetrics().earlyTransactions.inc({ result: 'committed' });
-      if (changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = changelogEnd;
+      changelogEnd = await this.txns!.commit(outputs, changelog, nextOffset, kind, phases);
     } catch (e) {
       this.processor.abort();
-      try { await txn.abort(); } catch { /* fenced or already ended */ }
-      if (isFenced(e)) throw new TaskFencedError(this.partition, e);
       throw e;
     }
+    if (changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = changelogEnd;
     await this.store!.write(ops);
     phases.stored = performance.now();
     return result;
-  }
-
-  /**
-   * Adds every partition the transaction will write to it in one AddPartitionsToTxn request.
-   * kafkajs would add each with its send: as many requests, and broker transaction-log appends, as
-   * partitions. Best effort: on any failure the sends add their partitions themselves, as before
-   * (kafkajs marks a partition added only when the broker said so).
-   */
-  private async addPartitions(groups: PartitionMessages[]): Promise<void> {
-    // One partition alone: its send adds it (if it is not in already), no request saved.
-    if (this.txnManager === null || groups.length < 2) return;
-    const byTopic = new Map<string, { partition: number }[]>();
-    for (const g of groups) {
-      let list = byTopic.get(g.topic);
-      if (!list) byTopic.set(g.topic, (list = []));
-      list.push({ partition: g.partition });
-    }
-    await this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
-  }
-
-  /** AddPartitionsToTxn for those of the partitions not in the transaction yet (kafkajs skips the others); never throws. */
-  private async addToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void> {
-    if (this.txnManager === null) return;
-    for (let attempt = 0; attempt < 6; attempt++) {
-      try {
-        await this.txnManager.addPartitionsToTransaction(topicData);
-        return;
-      } catch (e) {
-        // The previous commit's markers are still being written: retry soon; anything else is the sends' to meet.
-        if ((e as { type?: string }).type !== 'CONCURRENT_TRANSACTIONS') return;
-        await sleep(2 * 2 ** attempt);
-      }
-    }
-  }
-
-  // kafkajs retries CONCURRENT_TRANSACTIONS for AddPartitionsToTxn but not for AddOffsetsToTxn;
-  // the broker answers it while the previous transaction's markers are still being written.
-  private async sendOffsets(txn: Awaited<ReturnType<Producer['transaction']>>, offset: number): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await txn.sendOffsets({
-          consumerGroupId: this.spec.groupId,
-          topics: [{ topic: this.spec.sourceTopic, partitions: [{ partition: this.partition, offset: String(offset) }] }],
-        });
-        return;
-      } catch (e) {
-        if ((e as { type?: string }).type !== 'CONCURRENT_TRANSACTIONS' || attempt >= 50) throw e;
-        await sleep(Math.min(10 * 2 ** attempt, 200));
-      }
-    }
   }
 
   /** Runs `fn` in the task's turn (for status queries that must see a consistent state). */
