@@ -269,11 +269,7 @@ export class ConversationTracker implements Processor {
         const due = await this.restoredDeadline(chat, rec, meta, got[n + i] ?? null);
         const before = got[2 * n + i];
         const was = before ? Number(before.toString()) : null;
-        if (was !== due) {
-          if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
-          if (due !== null) { ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) }); this.lowerDueFloor(due); }
-          else ops.push({ type: 'del', key: indexedKey(chat) });
-        }
+        if (was !== due) this.reindex(ops, chat, was, due);
       }
       if (ops.length >= 10_000) await this.ctx.store.write(ops.splice(0));
     }
@@ -386,23 +382,28 @@ export class ConversationTracker implements Processor {
    * index, i.e. committed state, as the runtime's contract asks.
    */
   async nextDueAt(): Promise<number | null> {
-    if (this.dueFloor === Infinity) return null;
+    const floor = this.dueFloor;
+    if (floor === Infinity) return null;
     const [first] = await this.ctx.store.range(this.indexStart(), 'd;', 1);
     const due = first === undefined ? null : Number(first[0].slice(2, 17));
-    // Everything is at or above the first entry (a write since the read started lowered the floor: keep that).
-    if (this.dueFloor === this.floorAtRead) this.dueFloor = due ?? Infinity;
+    // Everything is at or above the first entry (unless a write lowered the floor meanwhile: keep that).
+    if (this.dueFloor === floor) this.dueFloor = due ?? Infinity;
     return due;
   }
 
-  private floorAtRead = -Infinity;
-
   /** Where reads of the due index start: its first key, or the floor's. */
   private indexStart(): string {
-    this.floorAtRead = this.dueFloor;
     return Number.isFinite(this.dueFloor) ? `d:${pad(this.dueFloor)}` : 'd:';
   }
 
-  private lowerDueFloor(due: number): void {
+  /** The store writes that move a chat's index entry from `was` to `due` (null: none), lowering the floor to `due`. */
+  private reindex(ops: StoreOp[], chat: string, was: number | null, due: number | null): void {
+    if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
+    if (due === null) {
+      ops.push({ type: 'del', key: indexedKey(chat) });
+      return;
+    }
+    ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
     if (due < this.dueFloor) this.dueFloor = due;
   }
 
@@ -586,9 +587,9 @@ export class ConversationTracker implements Processor {
     const values = keys.length > 0 ? await this.ctx.store.getMany(keys) : [];
     const out: [string, Buffer][][] = [];
     let k = 0;
-    for (let i = 0; i < chats.length; i++) {
+    for (const rec of recs) {
       const rows: [string, Buffer][] = [];
-      for (let j = (recs[i]?.h ?? []).length; j > 0; j--, k++) if (values[k] !== undefined) rows.push([keys[k]!, values[k]!]);
+      for (const end = k + (rec?.h.length ?? 0); k < end; k++) if (values[k] !== undefined) rows.push([keys[k]!, values[k]!]);
       out.push(rows);
     }
     return out;
@@ -696,9 +697,7 @@ export class ConversationTracker implements Processor {
       structure(e, this.writes);
       const due = nextDeadline(e.state, this.deps.rules);
       if (e.indexed !== due) {
-        if (e.indexed !== null) local.push({ type: 'del', key: indexKey(e.indexed, chat) });
-        if (due !== null) { local.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) }); this.lowerDueFloor(due); }
-        else local.push({ type: 'del', key: indexedKey(chat) });
+        this.reindex(local, chat, e.indexed, due);
         e.indexed = due;
       }
       const open = e.state.open.length;

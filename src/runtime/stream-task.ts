@@ -356,8 +356,7 @@ export class StreamTask {
     this.storeOps = [];
     const result = { produced: outputs.length > 0 || changelog.length > 0, stored: ops.length > 0 };
     if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
-      this.txns!.noteNothing(kind);
-      await this.txns!.abandonEarly();
+      await this.txns!.nothingToCommit(kind);
       await this.store!.write(ops);
       return result;
     }

@@ -58,6 +58,19 @@ function sizeOf(v: Buffer | string | null | undefined): number {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+type TopicData = { topic: string; partitions: { partition: number }[] }[];
+
+/** Topic-partitions as AddPartitionsToTxn lists them: by topic. */
+function topicData(partitions: { topic: string; partition: number }[]): TopicData {
+  const byTopic = new Map<string, { partition: number }[]>();
+  for (const { topic, partition } of partitions) {
+    let list = byTopic.get(topic);
+    if (!list) byTopic.set(topic, (list = []));
+    list.push({ partition });
+  }
+  return [...byTopic].map(([topic, list]) => ({ topic, partitions: list }));
+}
+
 /** Where a task's transactions write and whose offsets they commit. */
 export interface TransactionSpec {
   partition: number;
@@ -101,15 +114,11 @@ export class TaskTransactions {
     const likely = last.filter((k) => before.includes(k));
     if (likely.length === 0) return;
     const txn = await this.producer.transaction();
-    const byTopic = new Map<string, { partition: number }[]>();
-    for (const k of likely) {
+    const partitions = likely.map((k) => {
       const sep = k.lastIndexOf('\u0000');
-      const topic = k.slice(0, sep);
-      let list = byTopic.get(topic);
-      if (!list) byTopic.set(topic, (list = []));
-      list.push({ partition: Number(k.slice(sep + 1)) });
-    }
-    this.early = { txn, adding: this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions }))) };
+      return { topic: k.slice(0, sep), partition: Number(k.slice(sep + 1)) };
+    });
+    this.early = { txn, adding: this.addToTransaction(topicData(partitions)) };
   }
 
   /** Aborts a transaction begun early that will not be committed (the event failed or wrote nothing). */
@@ -133,9 +142,10 @@ export class TaskTransactions {
     this.written.set(kind, [now, this.written.get(kind)?.[0] ?? []]);
   }
 
-  /** Notes that an event of this kind wrote nothing (no transaction): its prediction is emptied. */
-  noteNothing(kind: CommitKind): void {
+  /** An event of this kind wrote nothing: no transaction (one begun early is aborted), and its prediction is emptied. */
+  nothingToCommit(kind: CommitKind): Promise<void> {
     this.noteWritten(kind, []);
+    return this.abandonEarly();
   }
 
   /**
@@ -195,21 +205,15 @@ export class TaskTransactions {
   private async addPartitions(groups: PartitionMessages[]): Promise<void> {
     // One partition alone: its send adds it (if it is not in already), no request saved.
     if (this.txnManager === null || groups.length < 2) return;
-    const byTopic = new Map<string, { partition: number }[]>();
-    for (const g of groups) {
-      let list = byTopic.get(g.topic);
-      if (!list) byTopic.set(g.topic, (list = []));
-      list.push({ partition: g.partition });
-    }
-    await this.addToTransaction([...byTopic].map(([topic, partitions]) => ({ topic, partitions })));
+    await this.addToTransaction(topicData(groups));
   }
 
   /** AddPartitionsToTxn for those of the partitions not in the transaction yet (kafkajs skips the others); never throws. */
-  private async addToTransaction(topicData: { topic: string; partitions: { partition: number }[] }[]): Promise<void> {
+  private async addToTransaction(topics: TopicData): Promise<void> {
     if (this.txnManager === null) return;
     for (let attempt = 0; attempt < 6; attempt++) {
       try {
-        await this.txnManager.addPartitionsToTransaction(topicData);
+        await this.txnManager.addPartitionsToTransaction(topics);
         return;
       } catch (e) {
         // The previous commit's markers are still being written: retry soon; anything else is the sends' to meet.
