@@ -11,15 +11,44 @@
 // from 150 ms before the deadline for 1 s (profile-on-signal.ts); the busiest functions are
 // printed, the profile kept in bench/results/. BENCH_TRACKER_LOG_LEVEL=debug and
 // BENCH_TRACKER_LOG_DIR=dir keep each tracker's log (the seal timer logs each punctuation's steps).
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Each round also reports the CPU time used in the CPU_WINDOW_MS (400) from the deadline by the
+// tracker (all its threads, and its main thread alone) and by the broker (cpu-time.ts): the main
+// thread is the serial floor of the delay, and the two processes share the machine's cores.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { benchKafka, cleanup, createTopics, fmtInt, loadAverage, newRun, quantile, removeDir, ROOT, sleep, type Child } from './lib';
 import { coincidingTraffic, GAP_MS, SETTLE_MS, startTracker } from './latency';
 import { topSelf, type CpuProfile } from './profile';
 import { topicNames } from '../src/topics';
+import { cpuBetween, cpuTime, type CpuReading } from './cpu-time';
 
 interface Build { label: string; root: string }
-interface Round { received: { p50: number; p99: number; max: number }; sealed: { p50: number; p99: number }; n: number }
+interface Round {
+  received: { p50: number; p99: number; max: number }; sealed: { p50: number; p99: number }; n: number;
+  /** CPU ms in the window from the deadline: tracker (all threads, main thread), broker. */
+  cpu: { tracker: CpuReading | null; broker: CpuReading | null };
+}
+
+const CPU_WINDOW_MS = Number(process.env.CPU_WINDOW_MS ?? 400);
+const brokerPidFile = path.join(ROOT, '.infra/kafka/kafka.pid');
+
+/** CPU readings of the tracker and the broker at `at` and CPU_WINDOW_MS later. */
+function cpuWindow(trackerPid: number, at: number): Promise<Round['cpu']> {
+  const brokerPid = existsSync(brokerPidFile) ? Number(readFileSync(brokerPidFile, 'utf8').trim()) : NaN;
+  const read = () => [cpuTime(trackerPid), Number.isInteger(brokerPid) ? cpuTime(brokerPid) : null] as const;
+  return new Promise((resolve) => {
+    setTimeout(() => {
+      const start = read();
+      setTimeout(() => {
+        const end = read();
+        resolve({ tracker: cpuBetween(start[0], end[0]), broker: cpuBetween(start[1], end[1]) });
+      }, CPU_WINDOW_MS);
+    }, Math.max(0, at - Date.now()));
+  });
+}
+
+const cpuText = (c: Round['cpu']) => (c.tracker === null ? '' : `; CPU in ${CPU_WINDOW_MS} ms from the deadline: tracker ${fmtInt(c.tracker.allMs)} ms ` +
+  `(main thread ${fmtInt(c.tracker.mainMs)} ms)${c.broker === null ? '' : `, broker ${fmtInt(c.broker.allMs)} ms`}`);
 
 const median = (xs: number[]) => quantile(xs, 0.5);
 
@@ -85,6 +114,7 @@ async function main(): Promise<void> {
           const pid = children[i]!.proc.pid!;
           setTimeout(() => process.kill(pid, 'SIGUSR2'), Math.max(0, T + GAP_MS - 150 - Date.now()));
         }
+        const cpu = cpuWindow(children[i]!.proc.pid!, T + GAP_MS);
         const byChat = received.get(topics[i]!.sealed)!;
         const until = T + GAP_MS + 30_000;
         while (Date.now() < until && ids.some((c) => !byChat.has(c))) await sleep(100);
@@ -96,16 +126,20 @@ async function main(): Promise<void> {
           n: got.length,
           received: { p50: quantile(rec, 0.5), p99: quantile(rec, 0.99), max: Math.max(...rec) },
           sealed: { p50: quantile(sealed, 0.5), p99: quantile(sealed, 0.99) },
+          cpu: await cpu,
         };
         results[i]!.push(round);
         console.log(`round ${r}${builds.length > 1 ? ` [${builds[i]!.label}]` : ''}: ${round.n}/${chats} received p50 ${fmtInt(round.received.p50)} ms, p99 ${fmtInt(round.received.p99)} ms, ` +
-          `max ${fmtInt(round.received.max)} ms; sealed_at p50 ${fmtInt(round.sealed.p50)} ms, p99 ${fmtInt(round.sealed.p99)} ms`);
+          `max ${fmtInt(round.received.max)} ms; sealed_at p50 ${fmtInt(round.sealed.p50)} ms, p99 ${fmtInt(round.sealed.p99)} ms${cpuText(round.cpu)}`);
       }
     }
     for (let i = 0; i < builds.length; i++) {
       const rs = results[i]!;
       console.log(`${builds[i]!.label}: median of rounds received p50 ${fmtInt(median(rs.map((x) => x.received.p50)))} ms, p99 ${fmtInt(median(rs.map((x) => x.received.p99)))} ms; ` +
-        `sealed_at p99 ${fmtInt(median(rs.map((x) => x.sealed.p99)))} ms; ${rs.reduce((s, x) => s + x.n, 0)}/${rounds * chats} received`);
+        `sealed_at p99 ${fmtInt(median(rs.map((x) => x.sealed.p99)))} ms; ${rs.reduce((s, x) => s + x.n, 0)}/${rounds * chats} received` +
+        (rs.every((x) => x.cpu.tracker !== null) ? `; median CPU in ${CPU_WINDOW_MS} ms from the deadline: tracker ${fmtInt(median(rs.map((x) => x.cpu.tracker!.allMs)))} ms ` +
+          `(main thread ${fmtInt(median(rs.map((x) => x.cpu.tracker!.mainMs)))} ms)` +
+          (rs.every((x) => x.cpu.broker !== null) ? `, broker ${fmtInt(median(rs.map((x) => x.cpu.broker!.allMs)))} ms` : '') : ''));
     }
     if (builds.length > 1) {
       const p99 = results.map((rs) => median(rs.map((x) => x.received.p99)));
