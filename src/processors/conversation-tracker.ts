@@ -4,11 +4,8 @@
 // invalid records to the DLQ with their reason.
 //
 // Store layout (one RocksDB per task): the chats' records as chat-state-layout.ts describes them
-// (the changelog carries exactly these), plus local keys:
-//   d:<due, 15 digits>:<chat>      index of open chats by the time a punctuation would seal
-//                                  something (deadline and settle time), so a punctuation reads
-//                                  only what is due
-//   x␀<chat>                       the due time a chat is indexed under (to replace its entry)
+// (the changelog carries exactly these), plus local keys: the index of open chats by due time
+// (due-index.ts), and
 //   u␀<chat>                       a chat converted from a version-1 record whose conversion is
 //                                  not logged yet (deleted with the commit that logs it)
 //   m:open                         open conversation count (for the gauge)
@@ -31,6 +28,7 @@ import {
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
+import { DueIndex, indexedKey } from './due-index';
 import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
 
@@ -81,9 +79,6 @@ interface Entry extends StoredChat {
   heap: number;
 }
 
-const pad = (n: number) => String(Math.max(0, Math.floor(n))).padStart(15, '0');
-const indexKey = (due: number, chatId: string) => `d:${pad(due)}:${chatId}`;
-const indexedKey = (chatId: string) => `x\u0000${chatId}`;
 const pendingUpgradeKey = (chatId: string) => `u\u0000${chatId}`;
 /**
  * Heap estimate of a remembered sealed conversation, kept with it: summaries never change once
@@ -159,14 +154,8 @@ export class ConversationTracker implements Processor {
   /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
   private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
-  /**
-   * No entry of the due index is below this time (-Infinity: not known yet; Infinity: the index is
-   * empty). Index reads start here rather than at the index's first key: entries are deleted as
-   * chats are sealed, and RocksDB keeps their tombstones until a compaction, so a read from the
-   * start would step over every chat sealed since then. Lowered by every index write, raised to
-   * the first entry found by nextDueAt.
-   */
-  private dueFloor = -Infinity;
+  /** Open chats by due time, in the store. */
+  private due!: DueIndex;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
@@ -178,6 +167,7 @@ export class ConversationTracker implements Processor {
 
   async init(ctx: ProcessorContext): Promise<void> {
     this.ctx = ctx;
+    this.due = new DueIndex(ctx.store);
     await this.upgradeStore();
     await ctx.store.scan('u\u0000', 'u\u0001', (k) => { this.upgraded.add(k.slice(2)); });
     const meta = await ctx.store.get('m:open');
@@ -192,9 +182,7 @@ export class ConversationTracker implements Processor {
     const store = this.ctx.store;
     if ((await store.range('s:', 's;', 1)).length === 0) return;
     // Version 1's index entries: rebuilt for every converted chat when restore is done.
-    const index: StoreOp[] = [];
-    await store.scan('d:', 'd;', (k) => { index.push({ type: 'del', key: k }); });
-    await store.write(index);
+    await this.due.clear();
     for (;;) {
       const old = await store.range('s:', 's;', 1000);
       if (old.length === 0) return;
@@ -269,7 +257,7 @@ export class ConversationTracker implements Processor {
         const due = await this.restoredDeadline(chat, rec, meta, got[n + i] ?? null);
         const before = got[2 * n + i];
         const was = before ? Number(before.toString()) : null;
-        if (was !== due) this.reindex(ops, chat, was, due);
+        if (was !== due) this.due.move(ops, chat, was, due);
       }
       if (ops.length >= 10_000) await this.ctx.store.write(ops.splice(0));
     }
@@ -382,51 +370,28 @@ export class ConversationTracker implements Processor {
    * index, i.e. committed state, as the runtime's contract asks.
    */
   async nextDueAt(): Promise<number | null> {
-    const floor = this.dueFloor;
-    if (floor === Infinity) return null;
-    const [first] = await this.ctx.store.range(this.indexStart(), 'd;', 1);
-    const due = first === undefined ? null : Number(first[0].slice(2, 17));
-    // Everything is at or above the first entry (unless a write lowered the floor meanwhile: keep that).
-    if (this.dueFloor === floor) this.dueFloor = due ?? Infinity;
-    return due;
-  }
-
-  /** Where reads of the due index start: its first key, or the floor's. */
-  private indexStart(): string {
-    return Number.isFinite(this.dueFloor) ? `d:${pad(this.dueFloor)}` : 'd:';
-  }
-
-  /** The store writes that move a chat's index entry from `was` to `due` (null: none), lowering the floor to `due`. */
-  private reindex(ops: StoreOp[], chat: string, was: number | null, due: number | null): void {
-    if (was !== null) ops.push({ type: 'del', key: indexKey(was, chat) });
-    if (due === null) {
-      ops.push({ type: 'del', key: indexedKey(chat) });
-      return;
-    }
-    ops.push({ type: 'put', key: indexKey(due, chat), value: Buffer.alloc(0) }, { type: 'put', key: indexedKey(chat), value: Buffer.from(String(due)) });
-    if (due < this.dueFloor) this.dueFloor = due;
+    return this.due.first();
   }
 
   /** Seals, by wall clock, open conversations that are due at `now`: the first `limit` chats of the index. */
   private async sealDue(now: number, limit = Infinity): Promise<string[]> {
     const sealed: string[] = [];
-    if (this.dueFloor > now) return sealed;
-    let from = this.indexStart();
-    const to = `d:${pad(now + 1)}`;
+    if (this.due.nothingDueAt(now)) return sealed;
+    let cursor: string | null = null;
     for (let left = limit; left > 0;) {
       const want = Math.min(DUE_CHUNK, left);
-      const due = await this.ctx.store.range(from, to, want);
-      left -= due.length;
-      if (due.length === 0) break;
-      const chats = due.map(([k]) => k.slice(18));
+      const due = await this.due.dueAt(now, want, cursor);
+      const chats = due.chats;
+      left -= chats.length;
+      if (chats.length === 0) break;
       // They are about to be sealed: read with their messages, concurrently, rather than one
       // seal's read after another.
       await this.load(chats.filter((c) => !this.cache.has(c)), true);
       const ticked = chats.map((chat) => this.stepTick(chat, now));
       await this.completeAll(ticked);
       for (const t of ticked) sealed.push(...await this.emitTick(t));
-      if (due.length < want) break;
-      from = `${due[due.length - 1]![0]}\u0000`;
+      if (chats.length < want) break;
+      cursor = due.cursor;
     }
     return sealed;
   }
@@ -697,7 +662,7 @@ export class ConversationTracker implements Processor {
       structure(e, this.writes);
       const due = nextDeadline(e.state, this.deps.rules);
       if (e.indexed !== due) {
-        this.reindex(local, chat, e.indexed, due);
+        this.due.move(local, chat, e.indexed, due);
         e.indexed = due;
       }
       const open = e.state.open.length;
@@ -764,8 +729,7 @@ export class ConversationTracker implements Processor {
 
   /** The next `limit` deadlines of this partition. */
   async nextDeadlines(limit: number): Promise<{ chat_id: string; deadline: number }[]> {
-    const rows = await this.ctx.store.range('d:', 'd;', limit);
-    return rows.map(([k]) => ({ chat_id: k.slice(18), deadline: Number(k.slice(2, 17)) }));
+    return this.due.next(limit);
   }
 
   get openConversationCount(): number { return this.openTotal; }
