@@ -9,18 +9,15 @@
 //   u␀<chat>                       a chat converted from a version-1 record whose conversion is
 //                                  not logged yet (deleted with the commit that logs it)
 //   m:open                         open conversation count (for the gauge)
-// Loaded chats are cached; changed ones are written at the task's commit, after which the cache
-// is trimmed to its budget (cacheBytes, the task's share of STATE_CACHE), least recently changed
-// chats first: the state lives on disk, the cache only saves reads. The budget counts an estimate
-// of each chat's heap size (see heapEstimate), kept up to date at each commit for the chats the
-// commit changed, so trimming costs the chats it evicts, not the size of the cache.
+// Loaded chats are cached (chat-cache.ts); changed ones are written at the task's commit, after
+// which the cache is trimmed to its budget.
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Processor, ProcessorContext, InputRecord } from '../runtime/processor';
 import type { RawRecord } from '../runtime/partition-reader';
 import type { StoreOp } from '../runtime/state-store';
 import {
-  type ChatState, type Output, type PendingSeal, type RulesConfig, type SealedSummary, STATE_VERSION, isComplete, isThreadMode, nextDeadline, openConversations, step,
+  type ChatState, type Output, type PendingSeal, type RulesConfig, STATE_VERSION, isComplete, isThreadMode, nextDeadline, openConversations, step,
 } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
@@ -29,22 +26,17 @@ import {
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import { DueIndex, indexedKey } from './due-index';
+import { ChatCache, DEFAULT_CACHE_BYTES } from './chat-cache';
 import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
 
 export const COMMAND_HEADER = 'chatstats-command';
-/** The default cache budget of one task (STATE_CACHE split across a process's tasks). */
-export const DEFAULT_CACHE_BYTES = 8 * 1024 * 1024;
 const DUE_CHUNK = 1000;
 const LOAD_CONCURRENCY = 32;
 /** Chats whose deadlines a restore's rebuild reads per multi-get. */
 const REBUILD_CHUNK = 1000;
 /** The first byte of an open message's key (`n␀<chat>␀<id>`, chat-state-layout.ts). */
 const MESSAGE_KIND = 0x6e;
-/** Heap estimate: per cached chat, per open message beyond its counted bytes, per remembered sealed id. */
-const CHAT_OVERHEAD = 600;
-const MESSAGE_OVERHEAD = 160;
-const SEALED_ID_OVERHEAD = 32;
 
 /** What the tracker needs of the record formats. */
 export interface TrackerCodec {
@@ -80,33 +72,6 @@ interface Entry extends StoredChat {
 }
 
 const pendingUpgradeKey = (chatId: string) => `u\u0000${chatId}`;
-/**
- * Heap estimate of a remembered sealed conversation, kept with it: summaries never change once
- * made, and a chat's estimate is taken at every commit that changes it, so walking their ids each
- * time would cost the chat's whole remembered history per message.
- */
-const summaryHeap = new WeakMap<SealedSummary, number>();
-function sealedHeap(x: SealedSummary): number {
-  let n = summaryHeap.get(x);
-  if (n === undefined) {
-    n = 0;
-    for (const id of x.messageIds) n += id.length + SEALED_ID_OVERHEAD;
-    summaryHeap.set(x, n);
-  }
-  return n;
-}
-
-/** A chat's heap size, estimated from what it holds: open messages held in memory (their share of the counted bytes) and remembered sealed ids. */
-function heapEstimate(state: ChatState): number {
-  let n = CHAT_OVERHEAD;
-  for (const c of state.open) {
-    const held = c.messages.length;
-    if (held > 0) n += (held === c.count ? c.bytes : Math.ceil(c.bytes * held / c.count)) + MESSAGE_OVERHEAD * held;
-  }
-  for (const x of state.sealed) n += sealedHeap(x);
-  return n;
-}
-
 let metrics: ReturnType<typeof createMetrics> | null = null;
 function createMetrics() {
   return {
@@ -137,10 +102,8 @@ function m() { return (metrics ??= createMetrics()); }
 
 export class ConversationTracker implements Processor {
   private ctx!: ProcessorContext;
-  /** Loaded chats, least recently changed first (a chat moves to the end when a commit writes it). */
-  private readonly cache = new Map<string, Entry>();
-  private cacheHeap = 0;
-  private readonly cacheBudget: number;
+  /** Loaded chats. */
+  private readonly cache: ChatCache<Entry>;
   private readonly dirty = new Set<string>();
   /** This transaction's record writes, and the keys among them first written by it. */
   private writes: RecordWrites = new Map();
@@ -162,7 +125,7 @@ export class ConversationTracker implements Processor {
 
   constructor(private readonly deps: TrackerDeps) {
     this.now = deps.now ?? Date.now;
-    this.cacheBudget = deps.cacheBytes ?? DEFAULT_CACHE_BYTES;
+    this.cache = new ChatCache(deps.cacheBytes ?? DEFAULT_CACHE_BYTES);
   }
 
   async init(ctx: ProcessorContext): Promise<void> {
@@ -586,9 +549,7 @@ export class ConversationTracker implements Processor {
       if (sc) records += sc.seqOf.size + sc.sealedList.length + sc.windowList.length;
       const indexed = sc ? nextDeadline(sc.state, this.deps.rules) : null;
       const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0, heap: 0 };
-      entry.heap = heapEstimate(entry.state);
-      this.cacheHeap += entry.heap;
-      this.cache.set(chat, entry);
+      this.cache.add(chat, entry);
       // A version-2 chat: this transaction logs it in the current layout.
       if (entry.legacyKeys !== null) { convertV2(entry, this.writes, this.fresh); this.dirty.add(chat); }
     }
@@ -614,16 +575,9 @@ export class ConversationTracker implements Processor {
       const value = recordValue(lazy);
       ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
     }
-    this.uncache(chat);
+    this.cache.delete(chat);
     this.restoredChats.add(chat);
     return ops;
-  }
-
-  private uncache(chat: string): void {
-    const e = this.cache.get(chat);
-    if (e === undefined) return;
-    this.cacheHeap -= e.heap;
-    this.cache.delete(chat);
   }
 
   private entry(chat: string): Entry {
@@ -668,12 +622,7 @@ export class ConversationTracker implements Processor {
       const open = e.state.open.length;
       this.openTotal += open - e.open;
       e.open = open;
-      // Most recently changed: to the end of the cache's order, with its new size.
-      const heap = heapEstimate(e.state);
-      this.cacheHeap += heap - e.heap;
-      e.heap = heap;
-      this.cache.delete(chat);
-      this.cache.set(chat, e);
+      this.cache.changed(chat, e);
     }
     for (const [key, lazy] of this.writes) {
       const k = parseKey(key);
@@ -690,23 +639,14 @@ export class ConversationTracker implements Processor {
     local.push({ type: 'put', key: 'm:open', value: Buffer.from(String(this.openTotal)) });
     this.ctx.writeLocal(local);
     m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
-    this.trimCache();
-  }
-
-  /** Keeps memory bounded: evicts the least recently changed chats while over the budget (none is dirty here). */
-  private trimCache(): void {
-    for (const [chat, e] of this.cache) {
-      if (this.cacheHeap <= this.cacheBudget) break;
-      this.cacheHeap -= e.heap;
-      this.cache.delete(chat);
-    }
+    // Keeps memory bounded; no chat holds an uncommitted change here.
+    this.cache.trim();
   }
 
   abort(): void {
     this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
     // Cached chats may hold changes of the failed transaction: reload from the store.
     this.cache.clear();
-    this.cacheHeap = 0;
     this.dirty.clear();
     this.writes = new Map();
     this.fresh.clear();
@@ -718,7 +658,6 @@ export class ConversationTracker implements Processor {
   async close(): Promise<void> {
     m().open.remove({ partition: String(this.ctx.partition) });
     this.cache.clear();
-    this.cacheHeap = 0;
   }
 
   /** Open conversations of one chat, for status queries. */
