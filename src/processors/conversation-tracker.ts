@@ -21,18 +21,18 @@ import {
 } from '../sessionization/rules';
 import {
   type StoredChat, type RecordWrites, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
-  metaKey, needsMessages, newStoredChat, parseKey, placed, prefixEnd, sealedKey, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
+  metaKey, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import { DueIndex, indexedKey } from './due-index';
 import { ChatCache, DEFAULT_CACHE_BYTES } from './chat-cache';
+import { ChatReader, READ_CONCURRENCY } from './chat-reader';
 import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
 
 export const COMMAND_HEADER = 'chatstats-command';
 const DUE_CHUNK = 1000;
-const LOAD_CONCURRENCY = 32;
 /** Chats whose deadlines a restore's rebuild reads per multi-get. */
 const REBUILD_CHUNK = 1000;
 /** The first byte of an open message's key (`n␀<chat>␀<id>`, chat-state-layout.ts). */
@@ -119,6 +119,7 @@ export class ConversationTracker implements Processor {
   private openTotal = 0;
   /** Open chats by due time, in the store. */
   private due!: DueIndex;
+  private reader!: ChatReader;
   /** Per-message counts, added to the counters once per commit rather than once per message. */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
   private readonly now: () => number;
@@ -131,6 +132,7 @@ export class ConversationTracker implements Processor {
   async init(ctx: ProcessorContext): Promise<void> {
     this.ctx = ctx;
     this.due = new DueIndex(ctx.store);
+    this.reader = new ChatReader(ctx.store, (t) => isThreadMode(this.deps.rules, t));
     await this.upgradeStore();
     await ctx.store.scan('u\u0000', 'u\u0001', (k) => { this.upgraded.add(k.slice(2)); });
     const meta = await ctx.store.get('m:open');
@@ -242,7 +244,7 @@ export class ConversationTracker implements Processor {
     if (rec === null || meta === null || rec.o.length === 0) return null;
     const sc = rec.v === STATE_VERSION
       ? assembleChat(chat, { meta: rec, summary, messages: null, sealed: [], window: [] })
-      : await this.read(chat, { meta, summary });
+      : await this.reader.read(chat, { meta, summary });
     return sc ? nextDeadline(sc.state, this.deps.rules) : null;
   }
 
@@ -378,13 +380,13 @@ export class ConversationTracker implements Processor {
   }
 
   /**
-   * Completes the pending seals of several chats' steps, LOAD_CONCURRENCY chats' reads at a time
+   * Completes the pending seals of several chats' steps, READ_CONCURRENCY chats' reads at a time
    * (each chat's own seals one after another: spans of one chat are disjoint, so each reads its own).
    */
   private async completeAll(steps: { entry: Entry; outputs: Output[] }[]): Promise<void> {
     const work = steps.filter((t) => t.outputs.some((o) => o.kind === 'sealed' && o.pending !== undefined));
-    for (let from = 0; from < work.length; from += LOAD_CONCURRENCY) {
-      await Promise.all(work.slice(from, from + LOAD_CONCURRENCY).map(async ({ entry, outputs }) => {
+    for (let from = 0; from < work.length; from += READ_CONCURRENCY) {
+      await Promise.all(work.slice(from, from + READ_CONCURRENCY).map(async ({ entry, outputs }) => {
         for (const o of outputs) if (o.kind === 'sealed' && o.pending !== undefined) await this.complete(entry, o);
       }));
     }
@@ -476,71 +478,15 @@ export class ConversationTracker implements Processor {
 
   /** Gives a sealed conversation whose messages were not all in memory every message (completeSealFrom). */
   private async complete(entry: Entry, o: { conversation: ConversationSealed; pending?: PendingSeal }): Promise<void> {
-    const prefix = messagePrefix(o.conversation.chat_id);
-    const rows = await this.ctx.store.range(prefix, prefixEnd(prefix), Infinity);
+    const rows = await this.reader.openMessages(o.conversation.chat_id);
     completeSealFrom(entry, o, rows, this.writes);
     m().sealReadRecords.inc(rows.length);
   }
 
-  /**
-   * Reads a chat from the store (null: the store has no record of it): its chat record, summaries,
-   * remembered seals and window, and its open messages only where it must (thread mode, a chat of
-   * no known type yet, a version-2 chat to convert).
-   */
-  private async read(chat: string, known?: { meta: Buffer | null; summary: Buffer | null; rec?: MetaRecord; sealed?: [string, Buffer][] }, withMessages = false): Promise<StoredChat | null> {
-    const meta = known === undefined ? await this.ctx.store.get(metaKey(chat)) : known.meta;
-    if (!meta) return null;
-    // The chat record says which of its other ranges hold anything: read only those, at once.
-    const rec = known?.rec ?? parseMeta(meta);
-    const rules = this.deps.rules;
-    const messagesToo = rec.o.length > 0 && (withMessages || needsMessages(rec, (t) => isThreadMode(rules, t)));
-    const range = (prefix: string, limit: number) => this.ctx.store.range(prefix, prefixEnd(prefix), limit);
-    const [summary, messages, sealed, window] = await Promise.all([
-      rec.o.length > 0 && rec.v !== 2 ? (known?.summary ?? this.ctx.store.get(summaryKey(chat))) : null,
-      messagesToo ? range(rec.v === 2 ? legacyMessagePrefix(chat) : messagePrefix(chat), Infinity) : null,
-      known?.sealed ?? this.sealedRecords([chat], [rec]).then((r) => r[0]!),
-      rec.W !== undefined ? range(windowPrefix(chat), 100_000) : [],
-    ]);
-    return assembleChat(chat, { meta: rec, summary, messages: messages ?? (rec.o.length > 0 ? null : []), sealed, window });
-  }
-
-  /**
-   * The remembered-seal records (`h␀`) of chats, per chat in key order, in one point read: their
-   * keys are in the chat records (`h`), so no range is read (an iterator costs far more than a
-   * batch of gets in the store's binding).
-   */
-  private async sealedRecords(chats: string[], recs: (MetaRecord | null)[]): Promise<[string, Buffer][][]> {
-    const keys: string[] = [];
-    for (let i = 0; i < chats.length; i++) for (const seq of recs[i]?.h ?? []) keys.push(sealedKey(chats[i]!, seq));
-    const values = keys.length > 0 ? await this.ctx.store.getMany(keys) : [];
-    const out: [string, Buffer][][] = [];
-    let k = 0;
-    for (const rec of recs) {
-      const rows: [string, Buffer][] = [];
-      for (const end = k + (rec?.h.length ?? 0); k < end; k++) if (values[k] !== undefined) rows.push([keys[k]!, values[k]!]);
-      out.push(rows);
-    }
-    return out;
-  }
-
-  /** Loads chats into the cache: their chat and summary records in one read, then each chat's ranges (its open messages only where needed, or `withMessages`), LOAD_CONCURRENCY chats at once. */
+  /** Loads chats into the cache (ChatReader.readMany: their open messages only where needed, or `withMessages`). */
   private async load(chats: string[], withMessages = false): Promise<void> {
     if (chats.length === 0) return;
-    // Chat and summary records of every chat in one read: most loads need nothing more.
-    const n = chats.length;
-    const heads = await this.ctx.store.getMany([...chats.map(metaKey), ...chats.map(summaryKey)]);
-    // Then every chat's remembered seals in one read: the chat records name their keys.
-    const recs = chats.map((_, i) => (heads[i] ? parseMeta(heads[i]!) : null));
-    const sealed = await this.sealedRecords(chats, recs);
-    const read: (StoredChat | null)[] = new Array(chats.length);
-    // At most LOAD_CONCURRENCY chats' reads in flight: each holds open iterators in the store.
-    for (let from = 0; from < chats.length; from += LOAD_CONCURRENCY) {
-      const to = Math.min(chats.length, from + LOAD_CONCURRENCY);
-      const part = await Promise.all(chats.slice(from, to).map((chat, i) => this.read(chat, {
-        meta: heads[from + i] ?? null, summary: heads[n + from + i] ?? null, rec: recs[from + i] ?? undefined, sealed: sealed[from + i],
-      }, withMessages)));
-      for (let i = 0; i < part.length; i++) read[from + i] = part[i]!;
-    }
+    const read = await this.reader.readMany(chats, withMessages);
     let records = 0;
     for (let i = 0; i < chats.length; i++) {
       const chat = chats[i]!;
@@ -662,7 +608,7 @@ export class ConversationTracker implements Processor {
 
   /** Open conversations of one chat, for status queries. */
   async describeChat(chat: string): Promise<{ state: ChatState | null; open: ReturnType<typeof openConversations> }> {
-    const state = this.cache.get(chat)?.state ?? (await this.read(chat))?.state ?? null;
+    const state = this.cache.get(chat)?.state ?? (await this.reader.read(chat))?.state ?? null;
     return { state, open: state ? openConversations(state, this.deps.rules) : [] };
   }
 
