@@ -12,8 +12,9 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ConversationTracker } from '../src/processors/conversation-tracker';
-import type { InputRecord, ProcessorContext, OutputRecord } from '../src/runtime/processor';
-import { StateStore, type StoreOp } from '../src/runtime/state-store';
+import type { InputRecord } from '../src/runtime/processor';
+import { StateStore } from '../src/runtime/state-store';
+import { storeContext } from './store-context';
 import type { RulesConfig } from '../src/sessionization/rules';
 import { topicNames } from '../src/topics';
 import { encodeMessage } from './generator';
@@ -27,18 +28,8 @@ async function main(): Promise<void> {
   const batch = 5000;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatstats-punct-'));
   const store = await StateStore.open(dir, 'chat-state', 0);
-  let pending: StoreOp[] = [];
-  let forwarded = 0;
-  const ctx: ProcessorContext = {
-    partition: 0,
-    store,
-    forward: (_r: OutputRecord) => { forwarded++; },
-    logChange: (_k, _v, ops) => { for (const op of ops) pending.push(op); },
-    writeLocal: (ops) => { for (const op of ops) pending.push(op); },
-    caughtUp: () => true,
-    caughtUpSince: () => 0,
-    position: () => ({ position: 0, end: 0 }),
-  };
+  const sc = storeContext(store);
+  const ctx = sc.ctx;
   const rules: RulesConfig = { gapMs: GAP, gapByTypeMs: {}, graceMs: 0, settleMs: 60_000, maxMessages: 10_000, maxBytes: 900_000, maxFutureSkewMs: 2 * 86_400_000 };
   let clock = 0;
   const tracker = new ConversationTracker({
@@ -52,12 +43,8 @@ async function main(): Promise<void> {
   });
   await tracker.init(ctx);
   await tracker.restored();
-  const commit = async () => {
-    await tracker.flush();
-    const ops = pending;
-    pending = [];
-    await store.write(ops);
-  };
+  const commit = () => sc.commit(tracker);
+
 
   // Chat i's only message is at base + i * step: its deadline is base + i * step + GAP.
   const base = Date.UTC(2026, 0, 1);
@@ -120,12 +107,12 @@ async function main(): Promise<void> {
   const due: number[] = [];
   let sealed = 0;
   for (let k = 1; k <= DUE_TICKS; k++) {
-    const before = forwarded;
+    const before = sc.counts.forwarded;
     const t = process.hrtime.bigint();
     await tracker.punctuate(base + GAP + Math.ceil(k * 0.01 * chats) * step);
     await commit();
     due.push(Number(process.hrtime.bigint() - t) / 1e6);
-    sealed += forwarded - before;
+    sealed += sc.counts.forwarded - before;
   }
   const after = memory();
   await store.close(null);
