@@ -11,6 +11,8 @@
 // from 150 ms before the deadline for 1 s (profile-on-signal.ts); the busiest functions are
 // printed, the profile kept in bench/results/. BENCH_TRACKER_LOG_LEVEL=debug and
 // BENCH_TRACKER_LOG_DIR=dir keep each tracker's log (the seal timer logs each punctuation's steps).
+// `COINCIDING_SEAL_TIMERS=deadline,prepare`: each build's SEAL_TIMER (default deadline), in the
+// order of the builds; without COINCIDING_BUILDS, this checkout once per listed mode.
 // Each round also reports the CPU time used in the CPU_WINDOW_MS (400) from the deadline by the
 // tracker (all its threads, and its main thread alone) and by the broker (cpu-time.ts): the main
 // thread is the serial floor of the delay, and the two processes share the machine's cores.
@@ -57,13 +59,15 @@ async function main(): Promise<void> {
   const chats = Number(args[0] ?? 600);
   const rounds = Number(args[1] ?? 4);
   const profile = process.argv.includes('--profile');
-  const roots = (process.env.COINCIDING_BUILDS ?? ROOT).split(',').map((p) => path.resolve(p));
+  const modes = (process.env.COINCIDING_SEAL_TIMERS ?? 'deadline').split(',');
+  const roots = (process.env.COINCIDING_BUILDS ?? modes.map(() => ROOT).join(',')).split(',').map((p) => path.resolve(p));
   const builds: Build[] = roots.map((root, i) => ({ label: roots.length > 1 ? String.fromCharCode(65 + i) : 'tracker', root }));
+  builds.forEach((b, i) => console.log(`${b.label}: ${b.root} SEAL_TIMER=${modes[i] ?? modes[0]}`));
   const kafka = benchKafka('bench-coinciding');
   const admin = kafka.admin();
   await admin.connect();
-  const runs = builds.map((b) => newRun(`coinciding-${b.label}`, {
-    CONVERSATION_GAP: `${GAP_MS}ms`, CONVERSATION_SETTLE: `${SETTLE_MS}ms`, PUNCTUATE_INTERVAL: '1000ms', SEAL_TIMER: 'deadline',
+  const runs = builds.map((b, i) => newRun(`coinciding-${b.label}`, {
+    CONVERSATION_GAP: `${GAP_MS}ms`, CONVERSATION_SETTLE: `${SETTLE_MS}ms`, PUNCTUATE_INTERVAL: '1000ms', SEAL_TIMER: modes[i] ?? modes[0]!,
   }));
   const topics = runs.map((r) => topicNames({ topicPrefix: r.prefix, appId: r.appId }));
   const children: Child[] = [];

@@ -34,7 +34,10 @@ export interface Config {
   maxFutureSkewMs: number;
   punctuateIntervalMs: number;
   /** `deadline`: each task punctuates at its next deadline; `tick`: at the fixed tick only (the old behaviour). */
-  sealTimer: 'deadline' | 'tick';
+  sealTimer: 'deadline' | 'tick' | 'prepare';
+  /** SEAL_TIMER=prepare: the bounds of how far ahead of a deadline its punctuation is done. */
+  sealLeadMinMs: number;
+  sealLeadMaxMs: number;
   /** Most chats sealed by wall clock in one punctuation, i.e. one transaction (0: no bound). */
   punctuateMaxSeals: number;
   /** Bytes fetched per partition per request: one fetch is one transaction of the tracker. */
@@ -233,7 +236,9 @@ export function loadConfig(env: Env = process.env): Config {
     maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
-    sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick'] as const),
+    sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick', 'prepare'] as const),
+    sealLeadMinMs: r.duration('SEAL_LEAD_MIN', '5ms'),
+    sealLeadMaxMs: r.duration('SEAL_LEAD_MAX', '250ms'),
     punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),
     fetchMaxBytesPerPartition: r.bytes('FETCH_MAX_BYTES_PER_PARTITION', '3MiB'),
     fetchMaxBytes: r.bytes('FETCH_MAX_BYTES', '6MiB', 1_048_576),
@@ -260,6 +265,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('METRICS_HOST', `expected an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0, got "${cfg.metricsHost}"`);
   }
   cfg.metricsHost = cfg.metricsHost.replace(/^\[(.*)\]$/, '$1');
+  if (cfg.sealLeadMinMs > cfg.sealLeadMaxMs) {
+    throw new ConfigError('SEAL_LEAD_MIN', `${cfg.sealLeadMinMs}ms is more than SEAL_LEAD_MAX (${cfg.sealLeadMaxMs}ms)`);
+  }
   if (cfg.topicReplicationFactor !== null && cfg.topicMinInsyncReplicas !== null && cfg.topicMinInsyncReplicas > cfg.topicReplicationFactor) {
     throw new ConfigError('TOPIC_MIN_INSYNC_REPLICAS', `${cfg.topicMinInsyncReplicas} is more than TOPIC_REPLICATION_FACTOR `
       + `(${cfg.topicReplicationFactor}): no write with acks=all could ever succeed`);

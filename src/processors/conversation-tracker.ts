@@ -104,7 +104,9 @@ export class ConversationTracker implements Processor {
   private ctx!: ProcessorContext;
   /** Loaded chats. */
   private readonly cache: ChatCache<Entry>;
-  private readonly dirty = new Set<string>();
+  private dirty = new Set<string>();
+  /** The chats the last flush wrote: until the next event begins, its transaction may still be open. */
+  private flushed = new Set<string>();
   /** This transaction's record writes, and the keys among them first written by it. */
   private writes: RecordWrites = new Map();
   private readonly fresh = new Set<string>();
@@ -117,6 +119,8 @@ export class ConversationTracker implements Processor {
   /** Chats whose conversion this event's flush logged: pending again if its transaction fails. */
   private readonly upgradesInFlight = new Set<string>();
   private openTotal = 0;
+  /** openTotal as of the last committed transaction (an abort goes back to it). */
+  private committedOpen = 0;
   /** Open chats by due time, in the store. */
   private due!: DueIndex;
   private reader!: ChatReader;
@@ -136,7 +140,7 @@ export class ConversationTracker implements Processor {
     await this.upgradeStore();
     await ctx.store.scan('u\u0000', 'u\u0001', (k) => { this.upgraded.add(k.slice(2)); });
     const meta = await ctx.store.get('m:open');
-    this.openTotal = meta ? Number(meta.toString()) || 0 : 0;
+    this.openTotal = this.committedOpen = meta ? Number(meta.toString()) || 0 : 0;
   }
 
   /**
@@ -232,7 +236,7 @@ export class ConversationTracker implements Processor {
         // A restore onto a kept store: the open count from all the chat records (one small record per chat).
         await this.ctx.store.scan('c\u0000', 'c\u0001', (_k, v) => { open += parseMeta(v).o.length; });
       }
-      this.openTotal = open;
+      this.openTotal = this.committedOpen = open;
       ops.push({ type: 'put', key: 'm:open', value: Buffer.from(String(open)) });
     }
     await this.ctx.store.write(ops);
@@ -251,7 +255,7 @@ export class ConversationTracker implements Processor {
   // --- events --------------------------------------------------------------------------------
 
   async process(records: InputRecord[]): Promise<void> {
-    this.upgradesInFlight.clear(); // a new event: the last flush's transaction committed
+    this.committed(); // a new event: the last flush's transaction committed
     const now = this.now();
     // Decode everything first, so the states of all chats in the batch load in one read.
     const decoded: (ChatMessage | Error | ChatCommand)[] = new Array(records.length);
@@ -323,7 +327,7 @@ export class ConversationTracker implements Processor {
   }
 
   async punctuate(now: number): Promise<void> {
-    this.upgradesInFlight.clear();
+    this.committed();
     if (!this.ctx.caughtUp()) return;
     await this.sealDue(now, this.deps.maxSealsPerPunctuation || Infinity);
   }
@@ -581,7 +585,11 @@ export class ConversationTracker implements Processor {
     }
     this.writes = new Map();
     this.fresh.clear();
+    // What this flush wrote stays known (conflicts()) until the next event; no allocation per flush.
+    const wrote = this.dirty;
+    this.dirty = this.flushed;
     this.dirty.clear();
+    this.flushed = wrote;
     local.push({ type: 'put', key: 'm:open', value: Buffer.from(String(this.openTotal)) });
     this.ctx.writeLocal(local);
     m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
@@ -591,6 +599,9 @@ export class ConversationTracker implements Processor {
 
   abort(): void {
     this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
+    this.openTotal = this.committedOpen;
+    m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
+    this.flushed.clear();
     // Cached chats may hold changes of the failed transaction: reload from the store.
     this.cache.clear();
     this.dirty.clear();
@@ -599,6 +610,28 @@ export class ConversationTracker implements Processor {
     // Conversions the failed transaction was to log are pending again (their u␀ marks stay in the store).
     for (const chat of this.upgradesInFlight) this.upgraded.add(chat);
     this.upgradesInFlight.clear();
+  }
+
+  /** The last flush's transaction committed (a new event begins). */
+  private committed(): void {
+    this.upgradesInFlight.clear();
+    this.flushed.clear();
+    this.committedOpen = this.openTotal;
+  }
+
+  /**
+   * Whether these input records, had they been processed before the event whose transaction is
+   * open (a punctuation prepared ahead of its moment), could have changed what it did: a command,
+   * a record with no key (its chat is known only from its value), or a record of a chat that event
+   * changed. Chats are independent (SPEC section 2), so records of other chats commute with it.
+   */
+  conflicts(records: InputRecord[]): boolean {
+    for (const r of records) {
+      if (r.headers[COMMAND_HEADER] !== undefined || r.key === null || r.key.length === 0) return true;
+      const chat = r.key.toString();
+      if (this.flushed.has(chat) || this.dirty.has(chat)) return true;
+    }
+    return false;
   }
 
   async close(): Promise<void> {

@@ -40,7 +40,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log, sourcePartitions), {
-    appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer,
+    appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer, sealLeadMinMs: cfg.sealLeadMinMs, sealLeadMaxMs: cfg.sealLeadMaxMs,
     fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition, fetchMaxBytes: cfg.fetchMaxBytes,
   }, log);
   await thread.start();

@@ -24,8 +24,13 @@
 // Date.now rounded differently) does not punctuate: it sleeps again for what is left. A previous
 // punctuation "in the future" (the clock went back past it) is forgotten, so coalescing cannot
 // hold the timer for the length of the jump.
+//
+// Lead (SEAL_TIMER=prepare): the timer may fire `leadMs` before its moment, so that the task does
+// the punctuation's work (the rules, the sealed events, the sends into an open transaction) ahead
+// of it and only commits at the moment itself (stream-task.ts). The moment, `at`, is unchanged;
+// only when the timer wakes moves.
 
-export type SealTimerMode = 'deadline' | 'tick';
+export type SealTimerMode = 'deadline' | 'tick' | 'prepare';
 
 export const COALESCE_MS = 10;
 
@@ -51,12 +56,16 @@ export interface TimerInput {
   /** The task has read its partition to the end last known; rule 2 seals nothing otherwise. */
   caughtUp: boolean;
   last: LastPunctuation | null;
+  /** How long before `at` the timer should wake (0 unless the task prepares its punctuations). */
+  leadMs?: number;
 }
 
 export interface Plan {
   /** Wall-clock ms at which to punctuate. */
   at: number;
-  /** How long to sleep first (at most maxDelayMs; may end before `at`, to look at the clock again). */
+  /** Wall-clock ms at which to wake for it: `at` less the lead. */
+  wakeAt: number;
+  /** How long to sleep first (at most maxDelayMs; may end before `wakeAt`, to look at the clock again). */
   delayMs: number;
 }
 
@@ -78,12 +87,13 @@ export function planFire(input: TimerInput, policy: TimerPolicy): Plan | null {
   // yet (a condition its due time does not reflect). Retry at the tick's pace, not in a loop.
   if (last !== null && !last.sealed && due <= last.at) due = last.at + policy.maxDelayMs;
   const at = last === null ? due : Math.max(due, last.at + policy.coalesceMs);
-  return { at, delayMs: Math.min(Math.max(0, at - now), policy.maxDelayMs) };
+  const wakeAt = at - Math.max(0, input.leadMs ?? 0);
+  return { at, wakeAt, delayMs: Math.min(Math.max(0, wakeAt - now), policy.maxDelayMs) };
 }
 
 /** A timer woke at wall-clock `now` for a plan: punctuate, or sleep again (woke early, or the clock went back). */
 export function onFire(plan: Plan, now: number): 'punctuate' | 'rearm' {
-  return now >= plan.at ? 'punctuate' : 'rearm';
+  return now >= plan.wakeAt ? 'punctuate' : 'rearm';
 }
 
 export interface Scheduler {
@@ -100,8 +110,9 @@ export const realScheduler: Scheduler = {
 
 /**
  * One task's timer. The task calls update() with what planFire needs whenever it changes (after
- * each commit and punctuation); the timer calls `fire` when the plan says to punctuate, at most
- * one punctuation at a time: until the task calls done(), further updates only record their input.
+ * each commit and punctuation); the timer calls `fire` with the plan's moment when the plan says
+ * to wake, at most one punctuation at a time: until the task calls done(), further updates only
+ * record their input.
  */
 export class DeadlineTimer {
   private handle: unknown = null;
@@ -112,7 +123,7 @@ export class DeadlineTimer {
 
   constructor(
     private readonly policy: TimerPolicy,
-    private readonly fire: () => void,
+    private readonly fire: (at: number) => void,
     private readonly sched: Scheduler = realScheduler,
   ) {}
 
@@ -126,7 +137,7 @@ export class DeadlineTimer {
     const plan = planFire({ ...input, now: this.sched.now() }, this.policy);
     if (plan === null) { this.disarm(); return; }
     // Already armed for the same moment: keep that timer (an update per batch costs nothing).
-    if (this.plan !== null && this.plan.at === plan.at && this.handle !== null) return;
+    if (this.plan !== null && this.plan.at === plan.at && this.plan.wakeAt === plan.wakeAt && this.handle !== null) return;
     this.arm(plan);
   }
 
@@ -164,6 +175,6 @@ export class DeadlineTimer {
     }
     this.plan = null;
     this.firing = true;
-    this.fire();
+    this.fire(plan.at);
   }
 }

@@ -70,6 +70,13 @@ export interface Processor {
    * Without it a processor is punctuated by the fixed tick and after each batch only.
    */
   nextDueAt?(): Promise<number | null>;
+  /**
+   * Optional (SEAL_TIMER=prepare): whether these input records, had they been processed before the
+   * last event (a punctuation whose transaction is still open), could have changed what it did.
+   * False lets the runtime commit that punctuation and process the records after it; true makes it
+   * abort the punctuation (abort()) and process them first. When unsure, true.
+   */
+  conflicts?(records: InputRecord[]): boolean;
   /** Before commit: hand every dirty state to the context (logChange). */
   flush(): Promise<void>;
   /** The transaction failed: forget everything not yet committed. */

@@ -12,6 +12,16 @@
 // a batch that reads the partition to its end, and the task's seal timer (deadline-timer.ts),
 // armed for the processor's next due time (SEAL_TIMER=deadline). A timer punctuation reads the
 // partition's end first, in the task's turn, so that the caught-up rule is as exact as the tick's.
+//
+// SEAL_TIMER=prepare: the timer wakes ahead of its moment by about what the last such punctuation
+// took, the processor punctuates as of the moment, and its records are sent into a transaction
+// left open. The task then waits for the moment, holding its mailbox, and commits, so that at the
+// deadline only the commit remains to be done. At the moment it reads the partition's end, as a
+// timer punctuation does: if the partition holds records the task has not processed, the
+// punctuation stands only when they are all in batches already handed to the task and the
+// processor says none of them could have changed it (conflicts(): for the tracker, none is of a
+// chat the punctuation changed, and none is a command); otherwise it is aborted, its effects
+// forgotten, and the batch that catches the task up punctuates, as when a timer finds a task behind.
 import type { Kafka, Producer, Message } from 'kafkajs';
 import type { Logger } from 'pino';
 import type { Processor, ProcessorContext, InputRecord, OutputRecord } from './processor';
@@ -21,7 +31,24 @@ import { taskMetrics } from './runtime-metrics';
 import { DeadlineTimer, type LastPunctuation, type TimerPolicy } from './deadline-timer';
 import type { PartitionCounts } from '../kafka-send';
 import { takeTransactionManager } from '../kafkajs-patch';
-import { TaskTransactions, type CommitKind, type CommitPhases, type Trigger } from './task-transactions';
+import { TaskTransactions, type CommitKind, type CommitPhases, type SentTransaction, type Trigger } from './task-transactions';
+
+/**
+ * Bounds of a prepared punctuation's lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX). The lead is the minimum
+ * plus 1.5 times what the task's last prepared punctuation took to send its records (under load,
+ * the task's own work and the other tasks' at the same moment), at most the maximum, which bounds
+ * how long the mailbox is held (the task's input waits meanwhile).
+ */
+export const LEAD_MIN_MS = 5;
+export const LEAD_MAX_MS = 250;
+
+/** An event's flushed work, sent into its transaction (or nothing to send), not yet committed. */
+interface Staged {
+  sent: SentTransaction | null;
+  ops: StoreOp[];
+  kind: CommitKind;
+  produced: boolean;
+}
 
 export { TaskFencedError } from './task-transactions';
 
@@ -38,6 +65,9 @@ export interface TaskSpec {
 }
 
 export interface TaskTimerOptions extends TimerPolicy {
+  /** SEAL_TIMER=prepare: bounds of the lead. */
+  leadMinMs?: number;
+  leadMaxMs?: number;
   /** A timer punctuation failed: the thread replaces the task, as for a failed tick. */
   onError(err: unknown): void;
 }
@@ -56,6 +86,7 @@ export class StreamTask {
   private closed = false;
   private caughtUpAt: number | null = null;
   private readonly timer: DeadlineTimer | null = null;
+  private readonly lead = { minMs: LEAD_MIN_MS, maxMs: LEAD_MAX_MS };
   /** The processor's next due time as of the last commit (null: nothing pending, or unknown). */
   private nextDue: number | null = null;
   /** The last punctuation that ran caught up (the only kind that can seal by wall clock). */
@@ -64,6 +95,10 @@ export class StreamTask {
   private readonly lastCommitPhases: CommitPhases = { start: NaN, flushed: NaN, added: NaN, sent: NaN, committed: NaN, stored: NaN };
   /** The changelog offset up to which the store reflects the changelog (-1: not restored). */
   private storeChangelogEnd = -1;
+  /** Batches (and skips) handed to the task by the consumer, not yet taken from the mailbox. */
+  private readonly arrived: { records: InputRecord[]; next: number }[] = [];
+  /** How long the last prepared punctuation took to send its records (ms; SEAL_TIMER=prepare). */
+  private lastPrepareMs = 0;
   readonly ready: Promise<void>;
   /** Restored and processing (tracker-status: running); false while restoring or after a failed start. */
   private restoredFlag = false;
@@ -86,9 +121,10 @@ export class StreamTask {
     /** The seal timer; none: punctuated by the tick and after batches only. */
     timerOptions: TaskTimerOptions | null = null,
   ) {
+    if (timerOptions) this.lead = { minMs: timerOptions.leadMinMs ?? LEAD_MIN_MS, maxMs: timerOptions.leadMaxMs ?? LEAD_MAX_MS };
     if (timerOptions && processor.nextDueAt) {
-      this.timer = new DeadlineTimer(timerOptions, () => {
-        this.timerPunctuate().catch((err) => timerOptions.onError(err));
+      this.timer = new DeadlineTimer(timerOptions, (at) => {
+        this.timerPunctuate(at).catch((err) => timerOptions.onError(err));
       });
     }
     this.ready = this.enqueue(async () => {
@@ -193,7 +229,10 @@ export class StreamTask {
 
   /** Processes one fetched batch and commits it with its input offset, exactly once. */
   processBatch(records: InputRecord[], nextOffset: number, highWatermark: number): Promise<boolean> {
+    const arrival = { records, next: nextOffset };
+    this.arrived.push(arrival);
     return this.enqueue(async () => {
+      this.taken(arrival);
       if (this.closed) return false;
       if (records[0]!.offset < this.pos) {
         records = records.filter((r) => r.offset >= this.pos);
@@ -228,10 +267,18 @@ export class StreamTask {
    * count as caught up. Queued behind the batches before it.
    */
   skipTo(next: number): void {
+    const arrival = { records: [], next };
+    this.arrived.push(arrival);
     void this.enqueue(async () => {
+      this.taken(arrival);
       if (next > this.pos) this.pos = next;
       this.rearm();
     });
+  }
+
+  private taken(arrival: { records: InputRecord[]; next: number }): void {
+    const i = this.arrived.indexOf(arrival); // the first, but for a batch skipped by a failed start
+    if (i >= 0) this.arrived.splice(i, 1);
   }
 
   /** A punctuation. `end` is the input partition's committed end, read just before. */
@@ -270,7 +317,7 @@ export class StreamTask {
    * means it has read everything that was in the partition at this moment, as at a tick), then
    * punctuate if caught up. Behind, the batch that catches up punctuates instead.
    */
-  private timerPunctuate(): Promise<void> {
+  private timerPunctuate(at: number): Promise<void> {
     const firedAt = Date.now();
     return this.enqueue(async () => {
       try {
@@ -294,14 +341,15 @@ export class StreamTask {
           return;
         }
         const t0 = performance.now();
-        const stored = await this.punctuateNow(now, 'timer');
+        const prepared = this.timer?.mode === 'prepare' && this.processor.conflicts !== undefined && now < at;
+        const stored = prepared ? await this.preparedPunctuation(at) : await this.punctuateNow(now, 'timer');
         if (this.log.isLevelEnabled('debug')) {
           // Where the punctuation's time went: the processor's punctuate, its flush, adding the
           // transaction's partitions, the sends, the commit, the store write (ms; null: not reached).
           const p = this.lastCommitPhases;
           const ms = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? null : Math.round(b - a));
           this.log.debug({
-            due: this.nextDue, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
+            due: this.nextDue, at, prepared, leadMs: prepared ? at - firedAt : 0, prepareMs: prepared ? Math.round(this.lastPrepareMs) : null, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
             steps: {
               punctuate: ms(t0, p.start), flush: ms(p.start, p.flushed), add: ms(p.flushed, p.added), send: ms(p.added, p.sent),
               commit: ms(p.sent, p.committed), store: ms(Number.isNaN(p.committed) ? p.flushed : p.committed, p.stored),
@@ -329,7 +377,66 @@ export class StreamTask {
   }
 
   private rearm(): void {
-    this.timer?.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation });
+    if (this.timer === null) return;
+    const leadMs = this.timer.mode === 'prepare' && this.processor.conflicts !== undefined
+      ? Math.min(this.lead.maxMs, this.lead.minMs + Math.ceil(1.5 * this.lastPrepareMs)) : 0;
+    this.timer.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation, leadMs });
+  }
+
+  /**
+   * SEAL_TIMER=prepare: the punctuation of moment `at`, done ahead of it (see the header). True
+   * when its commit wrote to the store.
+   */
+  private async preparedPunctuation(at: number): Promise<boolean> {
+    const t0 = process.hrtime.bigint();
+    const started = performance.now();
+    await this.txns!.beginEarly('timer');
+    try {
+      await this.processor.punctuate(at);
+    } catch (e) {
+      await this.discardPending();
+      throw e;
+    }
+    const staged = await this.stage(null, 'timer');
+    this.lastPrepareMs = performance.now() - started;
+    const wait = at - Date.now();
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    let end: number | undefined;
+    try {
+      end = (await this.reader.endOffsets(this.spec.sourceTopic, [this.partition])).get(this.partition);
+    } catch (err) {
+      this.log.debug({ err }, 'prepared punctuation cannot read the partition end; aborted');
+    }
+    const m = taskMetrics();
+    if (end === undefined || !this.unchangedBy(end)) {
+      await this.dropStaged(staged);
+      if (end !== undefined && end > this.end) this.end = end;
+      this.trackCaughtUp(Date.now());
+      m.preparedPunctuations.inc({ result: 'aborted' });
+      if (end === undefined) this.lastPunctuation = { at: Date.now(), sealed: false };
+      return false;
+    }
+    if (end > this.end) this.end = end;
+    const { produced, stored } = await this.complete(staged);
+    m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
+    m.punctuations.inc({ trigger: 'timer', result: produced ? 'sealed' : 'nothing' });
+    m.preparedPunctuations.inc({ result: 'committed' });
+    this.lastPunctuation = { at, sealed: produced };
+    return stored;
+  }
+
+  /**
+   * At a prepared punctuation's moment, with the partition ending at `end`: whether a punctuation
+   * then would have done the same, i.e. every record not yet processed is in a batch already
+   * handed to the task, and none of them conflicts with the punctuation.
+   */
+  private unchangedBy(end: number): boolean {
+    if (this.pos >= end) return true;
+    let covered = this.pos;
+    for (const a of this.arrived) if (a.next > covered) covered = a.next;
+    if (covered < end) return false;
+    for (const a of this.arrived) if (a.records.length > 0 && this.processor.conflicts!(a.records)) return false;
+    return true;
   }
 
   private async discardPending(): Promise<void> {
@@ -343,6 +450,11 @@ export class StreamTask {
 
   /** Commits the pending event. `produced`: records went to Kafka; `stored`: the store was written. */
   private async commit(nextOffset: number | null, kind: CommitKind): Promise<{ produced: boolean; stored: boolean }> {
+    return this.complete(await this.stage(nextOffset, kind));
+  }
+
+  /** The first half of a commit: the processor's flush, and the sends into the event's transaction. */
+  private async stage(nextOffset: number | null, kind: CommitKind): Promise<Staged> {
     const phases = this.lastCommitPhases;
     phases.flushed = phases.added = phases.sent = phases.committed = phases.stored = NaN;
     phases.start = performance.now();
@@ -354,23 +466,41 @@ export class StreamTask {
     this.outputs = [];
     this.changelog = [];
     this.storeOps = [];
-    const result = { produced: outputs.length > 0 || changelog.length > 0, stored: ops.length > 0 };
-    if (outputs.length === 0 && changelog.length === 0 && nextOffset === null) {
-      await this.txns!.nothingToCommit(kind);
-      await this.store!.write(ops);
-      return result;
-    }
-    let changelogEnd: number;
+    const produced = outputs.length > 0 || changelog.length > 0;
+    if (!produced && nextOffset === null) return { sent: null, ops, kind, produced };
     try {
-      changelogEnd = await this.txns!.commit(outputs, changelog, nextOffset, kind, phases);
+      return { sent: await this.txns!.send(outputs, changelog, nextOffset, kind, phases), ops, kind, produced };
     } catch (e) {
       this.processor.abort();
       throw e;
     }
-    if (changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = changelogEnd;
-    await this.store!.write(ops);
-    phases.stored = performance.now();
+  }
+
+  /** The second half: commit the transaction (if anything was sent), then write the store. */
+  private async complete(staged: Staged): Promise<{ produced: boolean; stored: boolean }> {
+    const result = { produced: staged.produced, stored: staged.ops.length > 0 };
+    if (staged.sent === null) {
+      await this.txns!.nothingToCommit(staged.kind);
+      await this.store!.write(staged.ops);
+      return result;
+    }
+    try {
+      await this.txns!.finish(staged.sent, this.lastCommitPhases);
+    } catch (e) {
+      this.processor.abort();
+      throw e;
+    }
+    if (staged.sent.changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = staged.sent.changelogEnd;
+    await this.store!.write(staged.ops);
+    this.lastCommitPhases.stored = performance.now();
     return result;
+  }
+
+  /** A staged event that is not to be committed: its transaction aborted, its effects forgotten. */
+  private async dropStaged(staged: Staged): Promise<void> {
+    this.processor.abort();
+    if (staged.sent === null) await this.txns!.nothingToCommit(staged.kind);
+    else await this.txns!.abort(staged.sent);
   }
 
   /** Runs `fn` in the task's turn (for status queries that must see a consistent state). */

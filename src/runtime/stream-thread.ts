@@ -7,7 +7,7 @@
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
 import { PartitionReader } from './partition-reader';
-import { StreamTask, TaskFencedError } from './stream-task';
+import { LEAD_MAX_MS, LEAD_MIN_MS, StreamTask, TaskFencedError } from './stream-task';
 import type { Topology } from './topology-spec';
 import type { InputRecord } from './processor';
 import { taskMetrics } from './runtime-metrics';
@@ -26,6 +26,9 @@ export interface StreamThreadOptions {
   sealTimer?: SealTimerMode;
   /** Coalescing window of the seal timer (default COALESCE_MS, see deadline-timer.ts). */
   sealCoalesceMs?: number;
+  /** SEAL_TIMER=prepare: bounds of the lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX; see stream-task.ts). */
+  sealLeadMinMs?: number;
+  sealLeadMaxMs?: number;
 }
 
 export interface PartitionStatus {
@@ -170,6 +173,8 @@ export class StreamThread {
         mode: this.opts.sealTimer ?? 'deadline',
         coalesceMs: this.opts.sealCoalesceMs ?? COALESCE_MS,
         maxDelayMs: this.opts.punctuateIntervalMs,
+        leadMinMs: this.opts.sealLeadMinMs ?? LEAD_MIN_MS,
+        leadMaxMs: this.opts.sealLeadMaxMs ?? LEAD_MAX_MS,
         onError: (err) => this.punctuationFailed(created, err),
       });
       const created = task;

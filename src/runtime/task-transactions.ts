@@ -80,6 +80,15 @@ export interface TransactionSpec {
   partitionCounts: PartitionCounts;
 }
 
+/** A transaction whose records and offsets are sent, not yet committed (TaskTransactions.send). */
+export interface SentTransaction {
+  txn: Transaction;
+  /** The offset after the last record written to the task's own changelog partition (-1: none). */
+  changelogEnd: number;
+  /** It was begun early (beginEarly). */
+  early: boolean;
+}
+
 /** When a commit passed each of its steps (performance.now() ms; NaN: not reached), for the seal timer's debug log. */
 export interface CommitPhases { start: number; flushed: number; added: number; sent: number; committed: number; stored: number }
 
@@ -155,6 +164,17 @@ export class TaskTransactions {
    * aborted and the error thrown (a TaskFencedError when a newer owner fenced this producer).
    */
   async commit(outputs: OutputRecord[], changelog: Message[], nextOffset: number | null, kind: CommitKind, phases: CommitPhases): Promise<number> {
+    const sent = await this.send(outputs, changelog, nextOffset, kind, phases);
+    await this.finish(sent, phases);
+    return sent.changelogEnd;
+  }
+
+  /**
+   * The first half of commit(): everything but the commit itself. The transaction stays open,
+   * its records invisible to read_committed consumers, until finish() commits it or abort() ends it
+   * (a prepared punctuation, stream-task.ts). On failure it is aborted and the error thrown.
+   */
+  async send(outputs: OutputRecord[], changelog: Message[], nextOffset: number | null, kind: CommitKind, phases: CommitPhases): Promise<SentTransaction> {
     const early = this.early;
     this.early = null;
     const txn = early?.txn ?? await this.producer.transaction();
@@ -185,15 +205,36 @@ export class TaskTransactions {
       }
       if (nextOffset !== null) await this.sendOffsets(txn, nextOffset);
       phases.sent = performance.now();
-      await txn.commit();
-      phases.committed = performance.now();
-      if (early !== null) taskMetrics().earlyTransactions.inc({ result: 'committed' });
-      return changelogEnd;
+      return { txn, changelogEnd, early: early !== null };
     } catch (e) {
-      try { await txn.abort(); } catch { /* fenced or already ended */ }
-      if (isFenced(e)) throw new TaskFencedError(partition, e);
+      throw await this.failed(txn, e);
+    }
+  }
+
+  /** Commits a transaction that send() left open. */
+  async finish(sent: SentTransaction, phases: CommitPhases): Promise<void> {
+    try {
+      await sent.txn.commit();
+      phases.committed = performance.now();
+      if (sent.early) taskMetrics().earlyTransactions.inc({ result: 'committed' });
+    } catch (e) {
+      throw await this.failed(sent.txn, e);
+    }
+  }
+
+  /** Aborts a transaction that send() left open (its event is to be done again). */
+  async abort(sent: SentTransaction): Promise<void> {
+    try {
+      await sent.txn.abort();
+    } catch (e) {
+      if (isFenced(e)) throw new TaskFencedError(this.spec.partition, e);
       throw e;
     }
+  }
+
+  private async failed(txn: Transaction, e: unknown): Promise<unknown> {
+    try { await txn.abort(); } catch { /* fenced or already ended */ }
+    return isFenced(e) ? new TaskFencedError(this.spec.partition, e) : e;
   }
 
   /**

@@ -4,12 +4,10 @@ import '../../src/kafkajs-patch'; // before kafkajs loads, as bin/chatstats.js d
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { isolatedEnv, configOf, testKafka, waitFor } from '../support/harness';
-import { readTopic } from '../support/topic-reader';
+import { msg, sealed as readSealed, setup as setupLive } from '../support/live-tracker';
 import { startApp, type App } from '../../src/app';
-import { ensureTopics, topicNames } from '../../src/topics';
-import { RecordCodec } from '../../src/records/codec';
-import { ChatMessageProducer } from '../../src/producer';
-import type { ChatMessage, ConversationSealed } from '../../src/records/types';
+import type { RecordCodec } from '../../src/records/codec';
+import { topicNames } from '../../src/topics';
 import type { Config } from '../../src/config';
 import { registry } from '../../src/metrics';
 
@@ -18,27 +16,8 @@ const kafka = testKafka();
 const apps: App[] = [];
 after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
 
-function msg(chat: string, i: number, sentAt: number): ChatMessage {
-  return {
-    message_id: `${chat}:${i}`, chat_id: chat, sender_id: `u${i % 3}`, sent_at: sentAt, text: `message ${i}`,
-    chat_type: 'direct', is_from_me: false, reply_to_message_id: null, account_id: null,
-  };
-}
-
-async function setup(cfg: Config): Promise<{ producer: ChatMessageProducer; codec: RecordCodec }> {
-  const admin = kafka.admin();
-  await admin.connect();
-  await ensureTopics(admin, cfg);
-  await admin.disconnect();
-  const codec = new RecordCodec({ registryUrl: null, topics: topicNames(cfg) });
-  const producer = new ChatMessageProducer({ kafka, codec });
-  await producer.connect();
-  return { producer, codec };
-}
-
-async function sealed(cfg: Config, codec: RecordCodec): Promise<ConversationSealed[]> {
-  return Promise.all((await readTopic(kafka, topicNames(cfg).sealed)).map((r) => codec.decode('ConversationSealed', r.value)));
-}
+const sealed = (cfg: Config, codec: RecordCodec) => readSealed(kafka, cfg, codec);
+const setup = (cfg: Config) => setupLive(kafka, cfg);
 
 const quantile = (xs: number[], q: number) => {
   const s = [...xs].sort((a, b) => a - b);

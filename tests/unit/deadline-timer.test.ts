@@ -17,41 +17,53 @@ describe('planFire', () => {
   });
 
   test('arms for the due time', () => {
-    assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null }, policy), { at: T + 500, delayMs: 500 });
+    assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null }, policy), { at: T + 500, wakeAt: T + 500, delayMs: 500 });
   });
 
   test('fires at once when the due time has passed', () => {
-    assert.deepEqual(planFire({ due: T - 3000, now: T, caughtUp: true, last: null }, policy), { at: T - 3000, delayMs: 0 });
+    assert.deepEqual(planFire({ due: T - 3000, now: T, caughtUp: true, last: null }, policy), { at: T - 3000, wakeAt: T - 3000, delayMs: 0 });
   });
 
   test('never sleeps longer than maxDelay: a far due time is re-checked against the wall clock', () => {
-    assert.deepEqual(planFire({ due: T + 3_600_000, now: T, caughtUp: true, last: null }, policy), { at: T + 3_600_000, delayMs: 1000 });
+    assert.deepEqual(planFire({ due: T + 3_600_000, now: T, caughtUp: true, last: null }, policy), { at: T + 3_600_000, wakeAt: T + 3_600_000, delayMs: 1000 });
   });
 
   test('coalesces: a due time within the window after the last punctuation waits for the window end', () => {
     const last = { at: T, sealed: true };
-    assert.deepEqual(planFire({ due: T + 3, now: T + 1, caughtUp: true, last }, policy), { at: T + 10, delayMs: 9 });
-    assert.deepEqual(planFire({ due: T + 10, now: T + 1, caughtUp: true, last }, policy), { at: T + 10, delayMs: 9 });
+    assert.deepEqual(planFire({ due: T + 3, now: T + 1, caughtUp: true, last }, policy), { at: T + 10, wakeAt: T + 10, delayMs: 9 });
+    assert.deepEqual(planFire({ due: T + 10, now: T + 1, caughtUp: true, last }, policy), { at: T + 10, wakeAt: T + 10, delayMs: 9 });
     // Outside the window: at the due time itself.
-    assert.deepEqual(planFire({ due: T + 25, now: T + 1, caughtUp: true, last }, policy), { at: T + 25, delayMs: 24 });
+    assert.deepEqual(planFire({ due: T + 25, now: T + 1, caughtUp: true, last }, policy), { at: T + 25, wakeAt: T + 25, delayMs: 24 });
   });
 
   test('continues at once after a bounded punctuation that left work due and took longer than the window', () => {
     // The last punctuation (a chunk of a burst) started at T, sealed, and ended at T + 80.
-    assert.deepEqual(planFire({ due: T - 5, now: T + 80, caughtUp: true, last: { at: T, sealed: true } }, policy), { at: T + 10, delayMs: 0 });
+    assert.deepEqual(planFire({ due: T - 5, now: T + 80, caughtUp: true, last: { at: T, sealed: true } }, policy), { at: T + 10, wakeAt: T + 10, delayMs: 0 });
   });
 
   test('backs off to the tick pace when a punctuation at or after the due time sealed nothing', () => {
     // The processor said T - 5 but could not seal then (a condition its due time misses): no loop.
-    assert.deepEqual(planFire({ due: T - 5, now: T + 2, caughtUp: true, last: { at: T, sealed: false } }, policy), { at: T + 1000, delayMs: 998 });
+    assert.deepEqual(planFire({ due: T - 5, now: T + 2, caughtUp: true, last: { at: T, sealed: false } }, policy), { at: T + 1000, wakeAt: T + 1000, delayMs: 998 });
     // A later due time (the state changed since) is taken as it is.
-    assert.deepEqual(planFire({ due: T + 50, now: T + 2, caughtUp: true, last: { at: T, sealed: false } }, policy), { at: T + 50, delayMs: 48 });
+    assert.deepEqual(planFire({ due: T + 50, now: T + 2, caughtUp: true, last: { at: T, sealed: false } }, policy), { at: T + 50, wakeAt: T + 50, delayMs: 48 });
   });
 
   test('clock jumped backwards past the last punctuation: it is forgotten, the due time alone counts', () => {
     const last = { at: T, sealed: true };
     const now = T - 3_600_000;
-    assert.deepEqual(planFire({ due: now + 200, now, caughtUp: true, last }, policy), { at: now + 200, delayMs: 200 });
+    assert.deepEqual(planFire({ due: now + 200, now, caughtUp: true, last }, policy), { at: now + 200, wakeAt: now + 200, delayMs: 200 });
+  });
+
+  test('a lead wakes the timer ahead of its moment, which does not move; coalescing still spaces the moments', () => {
+    assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null, leadMs: 120 }, policy), { at: T + 500, wakeAt: T + 380, delayMs: 380 });
+    // A lead longer than the wait: wake at once, the moment is still the due time.
+    assert.deepEqual(planFire({ due: T + 50, now: T, caughtUp: true, last: null, leadMs: 120 }, policy), { at: T + 50, wakeAt: T - 70, delayMs: 0 });
+    const last = { at: T, sealed: true };
+    assert.deepEqual(planFire({ due: T + 3, now: T + 1, caughtUp: true, last, leadMs: 4 }, policy), { at: T + 10, wakeAt: T + 6, delayMs: 5 });
+    // Far ahead: the sleep is bounded by maxDelayMs, as without a lead.
+    assert.deepEqual(planFire({ due: T + 3_600_000, now: T, caughtUp: true, last: null, leadMs: 200 }, policy), { at: T + 3_600_000, wakeAt: T + 3_599_800, delayMs: 1000 });
+    // A negative lead counts as none.
+    assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null, leadMs: -5 }, policy), { at: T + 500, wakeAt: T + 500, delayMs: 500 });
   });
 
   test('tick mode arms only to continue a punctuation that stopped with work due', () => {
@@ -59,15 +71,18 @@ describe('planFire', () => {
     assert.equal(planFire({ due: T - 500, now: T, caughtUp: true, last: null }, tick), null);
     assert.equal(planFire({ due: T + 500, now: T + 1, caughtUp: true, last: { at: T, sealed: true } }, tick), null);
     assert.equal(planFire({ due: T - 1, now: T + 1, caughtUp: true, last: { at: T, sealed: false } }, tick), null);
-    assert.deepEqual(planFire({ due: T - 1, now: T + 60, caughtUp: true, last: { at: T, sealed: true } }, tick), { at: T + 10, delayMs: 0 });
+    assert.deepEqual(planFire({ due: T - 1, now: T + 60, caughtUp: true, last: { at: T, sealed: true } }, tick), { at: T + 10, wakeAt: T + 10, delayMs: 0 });
   });
 });
 
 describe('onFire', () => {
   test('punctuates at or after the planned moment, sleeps again before it', () => {
-    assert.equal(onFire({ at: T, delayMs: 0 }, T), 'punctuate');
-    assert.equal(onFire({ at: T, delayMs: 0 }, T + 7), 'punctuate');
-    assert.equal(onFire({ at: T, delayMs: 0 }, T - 1), 'rearm');
+    assert.equal(onFire({ at: T, wakeAt: T, delayMs: 0 }, T), 'punctuate');
+    assert.equal(onFire({ at: T, wakeAt: T, delayMs: 0 }, T + 7), 'punctuate');
+    assert.equal(onFire({ at: T, wakeAt: T, delayMs: 0 }, T - 1), 'rearm');
+    // A plan with a lead wakes at its wakeAt, before its moment.
+    assert.equal(onFire({ at: T, wakeAt: T - 40, delayMs: 0 }, T - 40), 'punctuate');
+    assert.equal(onFire({ at: T, wakeAt: T - 40, delayMs: 0 }, T - 41), 'rearm');
   });
 });
 
@@ -107,11 +122,40 @@ class FakeScheduler implements Scheduler {
 function harness(p: TimerPolicy = policy) {
   const s = new FakeScheduler();
   const fired: number[] = [];
-  const timer = new DeadlineTimer(p, () => fired.push(s.now()), s);
-  return { s, fired, timer };
+  const moments: number[] = [];
+  const timer = new DeadlineTimer(p, (at) => { fired.push(s.now()); moments.push(at); }, s);
+  return { s, fired, moments, timer };
 }
 
 describe('DeadlineTimer', () => {
+  test('with a lead: wakes that much before the due time and hands over the moment itself', () => {
+    const { s, fired, moments, timer } = harness({ ...policy, mode: 'prepare' });
+    timer.update({ due: T + 300, caughtUp: true, last: null, leadMs: 80 });
+    assert.equal(timer.armedAt, T + 300);
+    s.advance(219);
+    assert.deepEqual(fired, []);
+    s.advance(1);
+    assert.deepEqual(fired, [T + 220]);
+    assert.deepEqual(moments, [T + 300]);
+    // The prepared punctuation committed at its moment; the next due time is far: armed with the new lead.
+    timer.update({ due: T + 900, caughtUp: true, last: { at: T + 300, sealed: true }, leadMs: 30 });
+    s.advance(80);
+    timer.done();
+    s.advance(569);
+    assert.equal(fired.length, 1);
+    s.advance(1);
+    assert.deepEqual(fired, [T + 220, T + 870]);
+    assert.deepEqual(moments, [T + 300, T + 900]);
+  });
+
+  test('a changed lead re-arms for the same moment', () => {
+    const { s, fired, timer } = harness({ ...policy, mode: 'prepare' });
+    timer.update({ due: T + 300, caughtUp: true, last: null, leadMs: 10 });
+    timer.update({ due: T + 300, caughtUp: true, last: null, leadMs: 100 });
+    s.advance(200);
+    assert.deepEqual(fired, [T + 200]);
+  });
+
   test('fires once at the due time; while the punctuation runs, updates do not arm a second one', () => {
     const { s, fired, timer } = harness();
     timer.update({ due: T + 300, caughtUp: true, last: null });
