@@ -192,7 +192,7 @@ export async function startTracker(env: Record<string, string>, bin?: string): P
 
 export interface TrackerDelay {
   label: string;
-  sealTimer: 'deadline' | 'tick';
+  sealTimer: 'deadline' | 'tick' | 'prepare';
   tickMs: number;
   /** Received downstream - (ended_at + gap). */
   received: DelayStats;
@@ -225,13 +225,15 @@ export interface SealDelayResult {
  * The trackers that run side by side: the seal timer, the old fixed tick at 1 s and 250 ms (all with
  * the settle time scaled, SETTLE_MS), and the seal timer without the settle time of rule 2
  * (CONVERSATION_SETTLE=0, rule 2 as it was before sessionization v2), which shows what the settle
- * time costs live traffic.
+ * time costs live traffic; and the seal timer with its punctuations prepared ahead of the deadline
+ * and committed at it (SEAL_TIMER=prepare).
  */
-export const ALL_TRACKERS: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number; settle?: string }[] = [
+export const ALL_TRACKERS: { label: string; sealTimer: 'deadline' | 'tick' | 'prepare'; tickMs: number; settle?: string }[] = [
   { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline', tickMs: 1000 },
   { label: 'fixed tick 1 s', sealTimer: 'tick', tickMs: 1000 },
   { label: 'fixed tick 250 ms', sealTimer: 'tick', tickMs: 250 },
   { label: 'seal timer, no settle time (before v2)', sealTimer: 'deadline', tickMs: 1000, settle: '0ms' },
+  { label: 'seal timer, prepared ahead (prepare), tick 1 s', sealTimer: 'prepare', tickMs: 1000 },
 ];
 
 /** A tracker's name in this benchmark (its run's and its log file's). */
@@ -269,6 +271,8 @@ export async function runSealDelay(opts: {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       const out: Record<string, number> = {};
       for (const m of text.matchAll(/^chatstats_punctuations_total\{trigger="(\w+)",result="(\w+)"\} (\S+)$/gm)) out[`${m[1]} ${m[2]}`] = Number(m[3]);
+      // SEAL_TIMER=prepare: how many prepared punctuations committed at their moment, how many were aborted.
+      for (const m of text.matchAll(/^chatstats_prepared_punctuations_total\{result="(\w+)"\} (\S+)$/gm)) out[`prepared ${m[1]}`] = Number(m[2]);
       return out;
     };
     const seed = spawnBenchScript('seed-redis', {

@@ -32,6 +32,7 @@ export function storeContext(store: StateStore): StoreContext {
       await p.flush();
       const ops = take();
       await store.write(ops);
+      p.committed?.();
       return ops.length;
     },
   };

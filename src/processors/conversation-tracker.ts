@@ -124,8 +124,13 @@ export class ConversationTracker implements Processor {
   /** Open chats by due time, in the store. */
   private due!: DueIndex;
   private reader!: ChatReader;
-  /** Per-message counts, added to the counters once per commit rather than once per message. */
+  /**
+   * Per-message counts and the seals, added to the metrics once their transaction has committed
+   * (committed()) rather than once per message; an aborted transaction's are dropped.
+   */
   private readonly counts = { accepted: 0, late: 0, duplicate: 0 };
+  private readonly sealedCounts: Record<ConversationSealed['seal_reason'], number> = { NEXT_MESSAGE: 0, GAP_TIMEOUT: 0, FORCED: 0, MAX_SIZE: 0 };
+  private readonly sealDelays: number[] = [];
   private readonly now: () => number;
 
   constructor(private readonly deps: TrackerDeps) {
@@ -255,7 +260,7 @@ export class ConversationTracker implements Processor {
   // --- events --------------------------------------------------------------------------------
 
   async process(records: InputRecord[]): Promise<void> {
-    this.committed(); // a new event: the last flush's transaction committed
+    this.beginEvent(); // a new event: the last flush's transaction committed
     const now = this.now();
     // Decode everything first, so the states of all chats in the batch load in one read.
     const decoded: (ChatMessage | Error | ChatCommand)[] = new Array(records.length);
@@ -327,7 +332,7 @@ export class ConversationTracker implements Processor {
   }
 
   async punctuate(now: number): Promise<void> {
-    this.committed();
+    this.beginEvent();
     if (!this.ctx.caughtUp()) return;
     await this.sealDue(now, this.deps.maxSealsPerPunctuation || Infinity);
   }
@@ -340,6 +345,12 @@ export class ConversationTracker implements Processor {
    */
   async nextDueAt(): Promise<number | null> {
     return this.due.first();
+  }
+
+  /** The chats a punctuation at `at` would step, up to its seal bound (an index read). */
+  async dueCount(at: number): Promise<number> {
+    if (this.due.nothingDueAt(at)) return 0;
+    return (await this.due.dueAt(at, Math.min(this.deps.maxSealsPerPunctuation || DUE_CHUNK, DUE_CHUNK), null)).chats.length;
   }
 
   /** Seals, by wall clock, open conversations that are due at `now`: the first `limit` chats of the index. */
@@ -438,7 +449,7 @@ export class ConversationTracker implements Processor {
           if (o.pending !== undefined) await this.complete(entry, o);
           const c = o.conversation;
           sealedMessages(entry, c.messages, this.writes, this.fresh);
-          m().sealed.inc({ reason: c.seal_reason });
+          this.sealedCounts[c.seal_reason]++;
           if (c.seal_reason === 'GAP_TIMEOUT') {
             // From the deadline, or from when the partition caught up if that was later: a
             // replay of history seals at once and would otherwise report years of delay.
@@ -446,7 +457,7 @@ export class ConversationTracker implements Processor {
             // history that waits for it is not late in any sense a consumer cares about.)
             const deadline = c.ended_at + c.gap_ms + this.deps.rules.graceMs;
             const from = Math.max(deadline, this.ctx.caughtUpSince() ?? deadline);
-            m().sealDelay.observe(Math.max(0, c.sealed_at - from) / 1000);
+            this.sealDelays.push(Math.max(0, c.sealed_at - from) / 1000);
           }
           this.ctx.forward({ topic: topics.sealed, key: c.chat_id, value: await codec.encodeSealed(c) });
           break;
@@ -536,17 +547,29 @@ export class ConversationTracker implements Processor {
     return e;
   }
 
-  private publishCounts(): void {
+  /** The last event's transaction committed: its counts and seals go to the metrics. */
+  committed(): void {
     const c = this.counts;
     const mm = m();
     if (c.accepted) mm.messages.inc({ result: 'accepted' }, c.accepted);
     if (c.late) { mm.messages.inc({ result: 'late' }, c.late); mm.late.inc(c.late); }
     if (c.duplicate) { mm.messages.inc({ result: 'duplicate' }, c.duplicate); mm.duplicates.inc(c.duplicate); }
+    for (const reason of Object.keys(this.sealedCounts) as (keyof typeof this.sealedCounts)[]) {
+      if (this.sealedCounts[reason] > 0) mm.sealed.inc({ reason }, this.sealedCounts[reason]);
+    }
+    for (const d of this.sealDelays) mm.sealDelay.observe(d);
+    this.dropCounts();
+  }
+
+  private dropCounts(): void {
+    const c = this.counts;
     c.accepted = c.late = c.duplicate = 0;
+    const s = this.sealedCounts;
+    s.NEXT_MESSAGE = s.GAP_TIMEOUT = s.FORCED = s.MAX_SIZE = 0;
+    this.sealDelays.length = 0;
   }
 
   async flush(): Promise<void> {
-    this.publishCounts();
     // Getting here again means the last flush's transaction committed (a failed one is aborted).
     this.upgradesInFlight.clear();
     if (this.upgraded.size > 0) {
@@ -598,7 +621,7 @@ export class ConversationTracker implements Processor {
   }
 
   abort(): void {
-    this.counts.accepted = this.counts.late = this.counts.duplicate = 0;
+    this.dropCounts();
     this.openTotal = this.committedOpen;
     m().open.set({ partition: String(this.ctx.partition) }, this.openTotal);
     this.flushed.clear();
@@ -612,8 +635,8 @@ export class ConversationTracker implements Processor {
     this.upgradesInFlight.clear();
   }
 
-  /** The last flush's transaction committed (a new event begins). */
-  private committed(): void {
+  /** A new event begins: the last flush's transaction committed (a failed one was aborted). */
+  private beginEvent(): void {
     this.upgradesInFlight.clear();
     this.flushed.clear();
     this.committedOpen = this.openTotal;

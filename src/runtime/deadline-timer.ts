@@ -56,8 +56,8 @@ export interface TimerInput {
   /** The task has read its partition to the end last known; rule 2 seals nothing otherwise. */
   caughtUp: boolean;
   last: LastPunctuation | null;
-  /** How long before `at` the timer should wake (0 unless the task prepares its punctuations). */
-  leadMs?: number;
+  /** How long before `at` the timer should wake, or that as a function of `at` (0 unless the task prepares its punctuations). */
+  leadMs?: number | ((at: number) => number);
 }
 
 export interface Plan {
@@ -87,7 +87,8 @@ export function planFire(input: TimerInput, policy: TimerPolicy): Plan | null {
   // yet (a condition its due time does not reflect). Retry at the tick's pace, not in a loop.
   if (last !== null && !last.sealed && due <= last.at) due = last.at + policy.maxDelayMs;
   const at = last === null ? due : Math.max(due, last.at + policy.coalesceMs);
-  const wakeAt = at - Math.max(0, input.leadMs ?? 0);
+  const lead = typeof input.leadMs === 'function' ? input.leadMs(at) : input.leadMs ?? 0;
+  const wakeAt = at - Math.max(0, lead);
   return { at, wakeAt, delayMs: Math.min(Math.max(0, wakeAt - now), policy.maxDelayMs) };
 }
 

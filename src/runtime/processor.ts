@@ -77,8 +77,16 @@ export interface Processor {
    * abort the punctuation (abort()) and process them first. When unsure, true.
    */
   conflicts?(records: InputRecord[]): boolean;
+  /**
+   * Optional (SEAL_TIMER=prepare): how much a punctuation at `at` would do, in units whose cost is
+   * roughly constant (the tracker: chats due then, counted up to its seal bound). From committed
+   * state, like nextDueAt; the runtime sizes a prepared punctuation's lead by it.
+   */
+  dueCount?(at: number): Promise<number>;
   /** Before commit: hand every dirty state to the context (logChange). */
   flush(): Promise<void>;
+  /** Optional: the event's transaction committed and its store writes are applied. */
+  committed?(): void;
   /** The transaction failed: forget everything not yet committed. */
   abort(): void;
   close(): Promise<void>;

@@ -34,13 +34,16 @@ import { takeTransactionManager } from '../kafkajs-patch';
 import { TaskTransactions, type CommitKind, type CommitPhases, type SentTransaction, type Trigger } from './task-transactions';
 
 /**
- * Bounds of a prepared punctuation's lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX). The lead is the minimum
- * plus 1.5 times what the task's last prepared punctuation took to send its records (under load,
- * the task's own work and the other tasks' at the same moment), at most the maximum, which bounds
- * how long the mailbox is held (the task's input waits meanwhile).
+ * Bounds of a prepared punctuation's lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX). The timer first wakes
+ * the maximum ahead of its moment, asks the processor how much is due then (dueCount), and sizes
+ * the lead: the minimum plus 1.5 times the work expected, from what the task's last prepared
+ * punctuation took for how much (under load: its own work and the other tasks' at the same
+ * moment), at most the maximum, which bounds how long the mailbox is held (input waits meanwhile).
  */
 export const LEAD_MIN_MS = 5;
 export const LEAD_MAX_MS = 250;
+/** Expected work per unit due before any prepared punctuation was measured (ms). */
+const FIRST_PREPARE_MS_PER_UNIT = 0.5;
 
 /** An event's flushed work, sent into its transaction (or nothing to send), not yet committed. */
 interface Staged {
@@ -97,8 +100,12 @@ export class StreamTask {
   private storeChangelogEnd = -1;
   /** Batches (and skips) handed to the task by the consumer, not yet taken from the mailbox. */
   private readonly arrived: { records: InputRecord[]; next: number }[] = [];
-  /** How long the last prepared punctuation took to send its records (ms; SEAL_TIMER=prepare). */
-  private lastPrepareMs = 0;
+  /** SEAL_TIMER=prepare: the lead sized for a moment, from the work due at it. */
+  private sized: { at: number; due: number; leadMs: number } | null = null;
+  /** The last prepared punctuation: how long it took to send its records (ms), and how much was due. */
+  private lastPrepare = { ms: 0, due: 0 };
+  /** The lead for a moment: as sized for it, else the longest (the wake at which it is sized). */
+  private readonly leadFor = (at: number): number => (this.sized !== null && this.sized.at === at ? this.sized.leadMs : this.lead.maxMs);
   readonly ready: Promise<void>;
   /** Restored and processing (tracker-status: running); false while restoring or after a failed start. */
   private restoredFlag = false;
@@ -322,6 +329,7 @@ export class StreamTask {
     return this.enqueue(async () => {
       try {
         if (this.closed) return;
+        if (this.preparing() && this.sized?.at !== at && !(await this.sizeLead(at))) return;
         const turnAt = Date.now();
         let end: number | undefined;
         try {
@@ -341,7 +349,7 @@ export class StreamTask {
           return;
         }
         const t0 = performance.now();
-        const prepared = this.timer?.mode === 'prepare' && this.processor.conflicts !== undefined && now < at;
+        const prepared = this.preparing() && now < at;
         const stored = prepared ? await this.preparedPunctuation(at) : await this.punctuateNow(now, 'timer');
         if (this.log.isLevelEnabled('debug')) {
           // Where the punctuation's time went: the processor's punctuate, its flush, adding the
@@ -349,7 +357,7 @@ export class StreamTask {
           const p = this.lastCommitPhases;
           const ms = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? null : Math.round(b - a));
           this.log.debug({
-            due: this.nextDue, at, prepared, leadMs: prepared ? at - firedAt : 0, prepareMs: prepared ? Math.round(this.lastPrepareMs) : null, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
+            due: this.nextDue, at, prepared, leadMs: prepared ? at - firedAt : 0, prepareMs: prepared ? Math.round(this.lastPrepare.ms) : null, dueAtMoment: prepared ? this.lastPrepare.due : null, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
             steps: {
               punctuate: ms(t0, p.start), flush: ms(p.start, p.flushed), add: ms(p.flushed, p.added), send: ms(p.added, p.sent),
               commit: ms(p.sent, p.committed), store: ms(Number.isNaN(p.committed) ? p.flushed : p.committed, p.stored),
@@ -378,9 +386,23 @@ export class StreamTask {
 
   private rearm(): void {
     if (this.timer === null) return;
-    const leadMs = this.timer.mode === 'prepare' && this.processor.conflicts !== undefined
-      ? Math.min(this.lead.maxMs, this.lead.minMs + Math.ceil(1.5 * this.lastPrepareMs)) : 0;
-    this.timer.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation, leadMs });
+    this.timer.update({ due: this.nextDue, caughtUp: this.isCaughtUp(), last: this.lastPunctuation, leadMs: this.preparing() ? this.leadFor : 0 });
+  }
+
+  private preparing(): boolean {
+    return this.timer?.mode === 'prepare' && this.processor.conflicts !== undefined && this.processor.dueCount !== undefined;
+  }
+
+  /**
+   * The first wake for a moment, SEAL_LEAD_MAX ahead of it: sizes the lead from what is due then.
+   * True when the moment is within that lead already (prepare now); false: the timer re-arms.
+   */
+  private async sizeLead(at: number): Promise<boolean> {
+    const due = await this.processor.dueCount!(at);
+    const last = this.lastPrepare;
+    const expected = last.due > 0 ? last.ms * Math.max(1, due / last.due) : FIRST_PREPARE_MS_PER_UNIT * due;
+    this.sized = { at, due, leadMs: Math.min(this.lead.maxMs, this.lead.minMs + Math.ceil(1.5 * expected)) };
+    return at - Date.now() <= this.sized.leadMs;
   }
 
   /**
@@ -398,7 +420,7 @@ export class StreamTask {
       throw e;
     }
     const staged = await this.stage(null, 'timer');
-    this.lastPrepareMs = performance.now() - started;
+    this.lastPrepare = { ms: performance.now() - started, due: this.sized?.at === at ? this.sized.due : 0 };
     const wait = at - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     let end: number | undefined;
@@ -482,6 +504,7 @@ export class StreamTask {
     if (staged.sent === null) {
       await this.txns!.nothingToCommit(staged.kind);
       await this.store!.write(staged.ops);
+      this.processor.committed?.();
       return result;
     }
     try {
@@ -493,6 +516,7 @@ export class StreamTask {
     if (staged.sent.changelogEnd > this.storeChangelogEnd) this.storeChangelogEnd = staged.sent.changelogEnd;
     await this.store!.write(staged.ops);
     this.lastCommitPhases.stored = performance.now();
+    this.processor.committed?.();
     return result;
   }
 

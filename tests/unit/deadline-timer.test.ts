@@ -62,6 +62,10 @@ describe('planFire', () => {
     assert.deepEqual(planFire({ due: T + 3, now: T + 1, caughtUp: true, last, leadMs: 4 }, policy), { at: T + 10, wakeAt: T + 6, delayMs: 5 });
     // Far ahead: the sleep is bounded by maxDelayMs, as without a lead.
     assert.deepEqual(planFire({ due: T + 3_600_000, now: T, caughtUp: true, last: null, leadMs: 200 }, policy), { at: T + 3_600_000, wakeAt: T + 3_599_800, delayMs: 1000 });
+    // The lead as a function of the moment (the task sizes it per moment).
+    const leadOf = (at: number) => (at === T + 500 ? 40 : 250);
+    assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null, leadMs: leadOf }, policy), { at: T + 500, wakeAt: T + 460, delayMs: 460 });
+    assert.deepEqual(planFire({ due: T + 900, now: T, caughtUp: true, last: null, leadMs: leadOf }, policy), { at: T + 900, wakeAt: T + 650, delayMs: 650 });
     // A negative lead counts as none.
     assert.deepEqual(planFire({ due: T + 500, now: T, caughtUp: true, last: null, leadMs: -5 }, policy), { at: T + 500, wakeAt: T + 500, delayMs: 500 });
   });

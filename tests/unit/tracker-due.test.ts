@@ -60,7 +60,7 @@ async function setup(maxSeals?: number, restoreFrom?: { key: string; value: Buff
   const records = (restoreFrom ?? []).map((r, i): RawRecord => ({ key: Buffer.from(r.key), value: r.value, offset: String(i), timestamp: '0' }));
   for (let i = 0; i < records.length; i += slice) await tracker.restore(records.slice(i, i + slice));
   await tracker.restored();
-  const commit = async () => { await tracker.flush(); const ops = pending; pending = []; await store.write(ops); };
+  const commit = async () => { await tracker.flush(); const ops = pending; pending = []; await store.write(ops); tracker.committed(); };
   let offset = 0;
   const send = async (msgs: { chat: string; at: number }[]) => {
     const records: InputRecord[] = msgs.map(({ chat, at }) => {

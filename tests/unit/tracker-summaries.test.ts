@@ -54,7 +54,7 @@ async function run(messages: ChatMessage[], chats: string[], cacheBytes: number)
   const tracker = new ConversationTracker({ rules, topics, codec, log: silent, now: () => NOW, cacheBytes });
   await tracker.init(ctx);
   await tracker.restored();
-  const commit = async () => { await tracker.flush(); await store.write(ops); ops = []; };
+  const commit = async () => { await tracker.flush(); await store.write(ops); ops = []; tracker.committed(); };
   const record = (i: number, key: string, value: unknown, headers: InputRecord['headers'] = {}): InputRecord => ({
     topic: 'in', partition: 0, offset: i, key: Buffer.from(key), value: Buffer.from(JSON.stringify(value)), headers, timestamp: 0,
   });

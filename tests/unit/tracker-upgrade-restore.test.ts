@@ -46,7 +46,7 @@ async function task(dir: string, records: Logged[], log: Logged[]) {
   await tracker.init(ctx);
   await tracker.restore(records.map((r, i): RawRecord => ({ key: r.key, value: r.value, offset: String(i), timestamp: '0' })));
   await tracker.restored();
-  return { tracker, store, commit: async () => { await store.write(ops); ops = []; } };
+  return { tracker, store, commit: async () => { await store.write(ops); ops = []; tracker.committed(); } };
 }
 
 test('a conversion closed before its first commit is logged by the next task: a restore after compaction gives the same chats', async () => {

@@ -49,7 +49,7 @@ async function task(p: number, records: Logged[], log: Logged[], out: Map<string
   await tracker.init(ctx);
   await tracker.restore(records.map((r, i): RawRecord => ({ key: r.key, value: r.value, offset: String(i), timestamp: '0' })));
   await tracker.restored();
-  return { tracker, store, commit: async () => { await store.write(ops); ops = []; } };
+  return { tracker, store, commit: async () => { await store.write(ops); ops = []; tracker.committed(); } };
 }
 
 /** The pure rules on one partition's messages (per chat, in order), then a force seal per chat: outputs split by phase. */
