@@ -15,7 +15,7 @@
 // an SVG plot (RSS, RssAnon and lag against time) next to the JSON in bench/results/.
 //   npm run bench -- soak                 20 minutes
 //   npm run bench -- soak --minutes 3     a quick try
-//   RATE=3000 CHATS=20000 ACTIVE=3000 GAP=30s STATE_MEMORY=64MiB npm run bench -- soak
+//   RATE=3000 CHATS=20000 ACTIVE=3000 GAP=30s STATE_MEMORY=64MiB SEAL_TIMER=deadline npm run bench -- soak
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseBytes, parseDuration } from '../src/config';
@@ -188,7 +188,9 @@ export async function runSoak(opts: {
   const admin = kafka.admin();
   await admin.connect();
   // The tracker as the Dockerfile runs it: glibc malloc limited to two arenas.
-  const run = newRun('soak', { CONVERSATION_GAP: `${gapMs}ms`, STATE_MEMORY: stateMemory, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2' });
+  const run = newRun('soak', {
+    CONVERSATION_GAP: `${gapMs}ms`, STATE_MEMORY: stateMemory, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? '2', SEAL_TIMER: process.env.SEAL_TIMER ?? 'deadline',
+  });
   const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
   const group = `${run.appId}-tracker`;
   const children: Child[] = [];

@@ -236,7 +236,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxBytes: r.bytes('CONVERSATION_MAX_BYTES', '900KB'),
     maxFutureSkewMs: r.duration('MAX_FUTURE_SKEW', '1h'),
     punctuateIntervalMs: r.duration('PUNCTUATE_INTERVAL', '1s', 10),
-    sealTimer: r.oneOf('SEAL_TIMER', 'deadline', ['deadline', 'tick', 'prepare'] as const),
+    sealTimer: r.oneOf('SEAL_TIMER', 'prepare', ['prepare', 'deadline', 'tick'] as const),
     sealLeadMinMs: r.duration('SEAL_LEAD_MIN', '5ms'),
     sealLeadMaxMs: r.duration('SEAL_LEAD_MAX', '250ms'),
     punctuateMaxSeals: r.int('PUNCTUATE_MAX_SEALS', 1000, 0),

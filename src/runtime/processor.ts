@@ -57,7 +57,7 @@ export interface Processor {
   punctuate(now: number): Promise<void>;
   /**
    * Optional: the wall-clock time (ms) from which punctuate() would seal something, or null when
-   * nothing is pending; the runtime arms the task's seal timer for it (SEAL_TIMER=deadline).
+   * nothing is pending; the runtime arms the task's seal timer for it (SEAL_TIMER=prepare or deadline).
    * Contract:
    *  - computed from committed state: the runtime calls it in the task's turn, after a commit
    *    whose store writes are applied, and once after restore; it must not depend on state that

@@ -10,11 +10,11 @@
 //
 // Punctuations come from three places: the thread's fixed tick (PUNCTUATE_INTERVAL, every task),
 // a batch that reads the partition to its end, and the task's seal timer (deadline-timer.ts),
-// armed for the processor's next due time (SEAL_TIMER=deadline). A timer punctuation reads the
+// armed for the processor's next due time (SEAL_TIMER=prepare or deadline). A timer punctuation reads the
 // partition's end first, in the task's turn, so that the caught-up rule is as exact as the tick's.
 //
-// SEAL_TIMER=prepare: the timer wakes ahead of its moment by about what the last such punctuation
-// took, the processor punctuates as of the moment, and its records are sent into a transaction
+// SEAL_TIMER=prepare (the default): the timer wakes ahead of its moment by about what its work is
+// expected to take (sizeLead), the processor punctuates as of the moment, and its records are sent into a transaction
 // left open. The task then waits for the moment, holding its mailbox, and commits, so that at the
 // deadline only the commit remains to be done. At the moment it reads the partition's end, as a
 // timer punctuation does: if the partition holds records the task has not processed, the
@@ -329,7 +329,7 @@ export class StreamTask {
     return this.enqueue(async () => {
       try {
         if (this.closed) return;
-        if (this.preparing() && this.sized?.at !== at && !(await this.sizeLead(at))) return;
+        if (this.preparing() && this.sized?.at !== at && at > Date.now() && !(await this.sizeLead(at))) return;
         const turnAt = Date.now();
         let end: number | undefined;
         try {

@@ -1,7 +1,8 @@
 // Runs a topology on kafkajs: one consumer in the topology's group, one task per assigned input
 // partition, a fixed punctuation tick (PUNCTUATE_INTERVAL: the upper bound between checks, and how
 // tasks learn their partitions' ends) and, per task, a seal timer armed for the processor's next
-// due time (SEAL_TIMER=deadline, the default; `tick` keeps the fixed tick alone, for comparison).
+// due time (SEAL_TIMER=prepare, the default, prepares each punctuation ahead of that time and commits
+// it then; `deadline` punctuates at that time; `tick` keeps the fixed tick alone, for comparison).
 // kafkajs calls eachBatch concurrently across partitions and in order within one; the task's
 // mailbox does the rest.
 import type { Admin, Consumer, EachBatchPayload, Kafka } from 'kafkajs';
