@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
       // BURST_VARIANTS=deadline:250,tick:1000,... (SEAL_TIMER:PUNCTUATE_MAX_SEALS) picks others.
       variants: (process.env.BURST_VARIANTS ?? 'deadline:1000,deadline:250,deadline:0').split(',').map((v) => {
-        const [sealTimer, max] = v.split(':') as ['deadline' | 'tick', string];
+        const [sealTimer, max] = v.split(':') as ['deadline' | 'tick' | 'prepare', string];
         const maxSeals = Number(max);
         return {
           sealTimer, maxSeals,

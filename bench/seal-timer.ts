@@ -90,7 +90,7 @@ export interface LagStats { samples: number; p50: number; p99: number; max: numb
 
 export interface BurstResult {
   variant: string;
-  sealTimer: 'deadline' | 'tick';
+  sealTimer: 'deadline' | 'tick' | 'prepare';
   maxSeals: number;
   chats: number;
   gapMs: number;
@@ -115,7 +115,7 @@ function lagStats(xs: number[]): LagStats {
 }
 
 export async function runBurst(opts: {
-  chats: number; gapMs: number; probesPerSecond: number; variants: { variant: string; sealTimer: 'deadline' | 'tick'; maxSeals: number }[]; log: (s: string) => void;
+  chats: number; gapMs: number; probesPerSecond: number; variants: { variant: string; sealTimer: 'deadline' | 'tick' | 'prepare'; maxSeals: number }[]; log: (s: string) => void;
   trackerEnv?: Record<string, string>; keepOutput?: (output: string) => void;
 }): Promise<BurstResult[]> {
   const out: BurstResult[] = [];
@@ -128,7 +128,7 @@ export async function runBurst(opts: {
 }
 
 async function burstOnce(opts: {
-  chats: number; gapMs: number; probesPerSecond: number; variant: string; sealTimer: 'deadline' | 'tick'; maxSeals: number;
+  chats: number; gapMs: number; probesPerSecond: number; variant: string; sealTimer: 'deadline' | 'tick' | 'prepare'; maxSeals: number;
   trackerEnv?: Record<string, string>; keepOutput?: (output: string) => void;
 }): Promise<BurstResult> {
   const kafka = benchKafka('bench-burst');
@@ -256,10 +256,11 @@ async function burstOnce(opts: {
 export interface IdleResult {
   chats: number;
   seconds: number;
-  trackers: { label: string; sealTimer: 'deadline' | 'tick'; tickMs: number; cpuMs: number; cpuPercent: number; windowsMs: number[]; rssMb: number }[];
+  trackers: { label: string; sealTimer: 'deadline' | 'tick' | 'prepare'; tickMs: number; cpuMs: number; cpuPercent: number; windowsMs: number[]; rssMb: number }[];
 }
 
-const IDLE = [
+const IDLE: { label: string; sealTimer: 'deadline' | 'tick' | 'prepare'; tickMs: number }[] = [
+  { label: 'seal timer, prepared ahead (prepare), tick 1 s', sealTimer: 'prepare', tickMs: 1000 },
   { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline' as const, tickMs: 1000 },
   { label: 'fixed tick 1 s', sealTimer: 'tick' as const, tickMs: 1000 },
   { label: 'fixed tick 250 ms', sealTimer: 'tick' as const, tickMs: 250 },

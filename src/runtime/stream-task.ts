@@ -423,6 +423,9 @@ export class StreamTask {
     this.lastPrepare = { ms: performance.now() - started, due: this.sized?.at === at ? this.sized.due : 0 };
     const wait = at - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    // Closed uncleanly meanwhile (the process is going down): leave the transaction open, for the
+    // next owner's initTransactions to abort; the store was not written.
+    if (this.closed) return false;
     let end: number | undefined;
     try {
       end = (await this.reader.endOffsets(this.spec.sourceTopic, [this.partition])).get(this.partition);
