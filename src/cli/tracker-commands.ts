@@ -107,7 +107,7 @@ function sealTimerCell(p: PartitionView): string {
   const t = p.seal_timer;
   if (!t) return '';
   if (t.armed_at !== null) return `${t.armed_at} (${t.mode})`;
-  if (t.mode !== 'deadline') return `${t.mode}: fixed tick`;
+  if (t.mode === 'tick') return 'tick: fixed tick';
   if (p.next_due_at === null) return 'idle: nothing open';
   return p.caught_up ? 'waiting' : 'behind: the batch that catches up punctuates';
 }

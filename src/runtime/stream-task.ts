@@ -36,14 +36,17 @@ import { TaskTransactions, type CommitKind, type CommitPhases, type SentTransact
 /**
  * Bounds of a prepared punctuation's lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX). The timer first wakes
  * the maximum ahead of its moment, asks the processor how much is due then (dueCount), and sizes
- * the lead: the minimum plus 1.5 times the work expected, from what the task's last prepared
- * punctuation took for how much (under load: its own work and the other tasks' at the same
- * moment), at most the maximum, which bounds how long the mailbox is held (input waits meanwhile).
+ * the lead: the minimum plus twice the work expected, at the larger of the costs per unit due of
+ * the task's last two prepared punctuations (wall clock: under load, its own work and the other
+ * tasks' at the same moment), at most the maximum, which bounds how long the mailbox is held
+ * (input waits meanwhile). Twice, because a lead too short delays the seals by what it lacks,
+ * while one too long only holds the task's input a little longer.
  */
 export const LEAD_MIN_MS = 5;
 export const LEAD_MAX_MS = 250;
-/** Expected work per unit due before any prepared punctuation was measured (ms). */
-const FIRST_PREPARE_MS_PER_UNIT = 0.5;
+/** Expected work per unit due before any prepared punctuation was measured (ms; 100 chats due in each of 6 tasks took 60-120 ms). */
+const FIRST_PREPARE_MS_PER_UNIT = 1;
+const LEAD_FACTOR = 2;
 
 /** An event's flushed work, sent into its transaction (or nothing to send), not yet committed. */
 interface Staged {
@@ -103,7 +106,9 @@ export class StreamTask {
   /** SEAL_TIMER=prepare: the lead sized for a moment, from the work due at it. */
   private sized: { at: number; due: number; leadMs: number } | null = null;
   /** The last prepared punctuation: how long it took to send its records (ms), and how much was due. */
-  private lastPrepare = { ms: 0, due: 0 };
+  private lastPrepare: { ms: number; due: number; afterMoment?: Record<string, number> } = { ms: 0, due: 0 };
+  /** Cost per unit due of the last two prepared punctuations (ms; 0: none yet). */
+  private readonly prepareCost = [0, 0];
   /** The lead for a moment: as sized for it, else the longest (the wake at which it is sized). */
   private readonly leadFor = (at: number): number => (this.sized !== null && this.sized.at === at ? this.sized.leadMs : this.lead.maxMs);
   readonly ready: Promise<void>;
@@ -357,7 +362,7 @@ export class StreamTask {
           const p = this.lastCommitPhases;
           const ms = (a: number, b: number) => (Number.isNaN(a) || Number.isNaN(b) ? null : Math.round(b - a));
           this.log.debug({
-            due: this.nextDue, at, prepared, leadMs: prepared ? at - firedAt : 0, prepareMs: prepared ? Math.round(this.lastPrepare.ms) : null, dueAtMoment: prepared ? this.lastPrepare.due : null, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
+            due: this.nextDue, at, prepared, leadMs: prepared ? at - firedAt : 0, prepareMs: prepared ? Math.round(this.lastPrepare.ms) : null, dueAtMoment: prepared ? this.lastPrepare.due : null, afterMoment: prepared ? this.lastPrepare.afterMoment : null, firedAt, waitedMs: turnAt - firedAt, endMs: now - turnAt, punctuateMs: Date.now() - now, sealed: this.lastPunctuation?.sealed,
             steps: {
               punctuate: ms(t0, p.start), flush: ms(p.start, p.flushed), add: ms(p.flushed, p.added), send: ms(p.added, p.sent),
               commit: ms(p.sent, p.committed), store: ms(Number.isNaN(p.committed) ? p.flushed : p.committed, p.stored),
@@ -399,9 +404,8 @@ export class StreamTask {
    */
   private async sizeLead(at: number): Promise<boolean> {
     const due = await this.processor.dueCount!(at);
-    const last = this.lastPrepare;
-    const expected = last.due > 0 ? last.ms * Math.max(1, due / last.due) : FIRST_PREPARE_MS_PER_UNIT * due;
-    this.sized = { at, due, leadMs: Math.min(this.lead.maxMs, this.lead.minMs + Math.ceil(1.5 * expected)) };
+    const perUnit = Math.max(this.prepareCost[0]!, this.prepareCost[1]!) || FIRST_PREPARE_MS_PER_UNIT;
+    this.sized = { at, due, leadMs: Math.min(this.lead.maxMs, this.lead.minMs + Math.ceil(LEAD_FACTOR * perUnit * due)) };
     return at - Date.now() <= this.sized.leadMs;
   }
 
@@ -421,11 +425,17 @@ export class StreamTask {
     }
     const staged = await this.stage(null, 'timer');
     this.lastPrepare = { ms: performance.now() - started, due: this.sized?.at === at ? this.sized.due : 0 };
+    if (this.lastPrepare.due > 0) {
+      this.prepareCost[1] = this.prepareCost[0]!;
+      this.prepareCost[0] = this.lastPrepare.ms / this.lastPrepare.due;
+    }
     const wait = at - Date.now();
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     // Closed uncleanly meanwhile (the process is going down): leave the transaction open, for the
     // next owner's initTransactions to abort; the store was not written.
     if (this.closed) return false;
+    const woke = performance.now();
+    const wokeLate = Date.now() - at;
     let end: number | undefined;
     try {
       end = (await this.reader.endOffsets(this.spec.sourceTopic, [this.partition])).get(this.partition);
@@ -442,7 +452,11 @@ export class StreamTask {
       return false;
     }
     if (end > this.end) this.end = end;
+    const endRead = performance.now();
     const { produced, stored } = await this.complete(staged);
+    const p = this.lastCommitPhases;
+    // For the seal timer's debug log: after the moment, ms to read the end, to commit, to write the store.
+    this.lastPrepare.afterMoment = { woke: wokeLate, end: Math.round(endRead - woke), commit: Math.round(p.committed - endRead), store: Math.round(p.stored - p.committed) };
     m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     m.punctuations.inc({ trigger: 'timer', result: produced ? 'sealed' : 'nothing' });
     m.preparedPunctuations.inc({ result: 'committed' });
