@@ -173,7 +173,7 @@ async function main(): Promise<void> {
         const maxSeals = Number(max);
         return {
           sealTimer, maxSeals,
-          variant: `${sealTimer === 'deadline' ? 'seal timer' : 'fixed tick'}, ${maxSeals === 0 ? 'no bound (one transaction per partition)' : `PUNCTUATE_MAX_SEALS ${maxSeals}`}`,
+          variant: `${{ deadline: 'seal timer', prepare: 'seal timer, prepared', tick: 'fixed tick' }[sealTimer]}, ${maxSeals === 0 ? 'no bound (one transaction per partition)' : `PUNCTUATE_MAX_SEALS ${maxSeals}`}`,
         };
       }),
     });
