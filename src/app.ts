@@ -6,6 +6,7 @@ import os from 'node:os';
 import { ConfigError, type Config } from './config';
 import { logger } from './log';
 import { Gauge } from 'prom-client';
+import type { MetricsJson } from './roles/tracker-threads';
 import { enableProcessMetrics, registry } from './metrics';
 import { startHttpServer, type Route } from './http-server';
 import { startTracker } from './roles/tracker';
@@ -15,7 +16,7 @@ export type Role = 'tracker' | 'etl' | 'analysis';
 export const ALL_ROLES: Role[] = ['tracker', 'etl', 'analysis'];
 
 // ETL and analysis are loaded on demand: a tracker-only process does not load pg and the analyzers.
-interface Running { name: Role; ready(): Promise<boolean>; stop(): Promise<void>; routes?: Record<string, Route> }
+interface Running { name: Role; ready(): Promise<boolean>; stop(): Promise<void>; routes?: Record<string, Route>; metrics?: () => Promise<MetricsJson[]> }
 
 export interface App {
   port: number;
@@ -26,6 +27,11 @@ export interface App {
 async function startRole(role: Role, cfg: Config, endpoint: string): Promise<Running> {
   switch (role) {
     case 'tracker': {
+      if (cfg.streamThreads > 1) {
+        const { startTrackerThreads } = await import('./roles/tracker-threads');
+        const t = await startTrackerThreads(cfg, endpoint);
+        return { name: role, ready: t.ready, stop: t.stop, routes: t.routes, metrics: t.metrics };
+      }
       const t = await startTracker(cfg, endpoint);
       return { name: role, ready: t.ready, stop: t.stop, routes: t.routes };
     }
@@ -87,6 +93,14 @@ export async function startApp(cfg: Config, roles: Role[]): Promise<App> {
     host: cfg.metricsHost,
     ready: async () => started && (await Promise.all(running.map((r) => r.ready()))).every(Boolean),
     routes,
+    // Stream threads (STREAM_THREADS) keep their own registries: their series are summed with ours.
+    metrics: async () => {
+      const threads = running.filter((r) => r.metrics !== undefined);
+      if (threads.length === 0) return registry.metrics();
+      const { aggregateMetrics } = await import('./roles/tracker-threads');
+      const theirs = (await Promise.all(threads.map((r) => r.metrics!()))).flat();
+      return aggregateMetrics(await registry.getMetricsAsJSON(), theirs);
+    },
   }).catch((e: NodeJS.ErrnoException) => { throw listenError(e, cfg); });
   const wildcard = cfg.metricsHost === '0.0.0.0' || cfg.metricsHost === '::';
   const host = process.env.ADVERTISED_HOST ?? (!wildcard ? cfg.metricsHost : cfg.metricsPort === 0 ? '127.0.0.1' : os.hostname());

@@ -53,6 +53,12 @@ export interface Config {
   stateCacheBytes: number;
   /** HEAP_GROWTH_PERCENT: the JS heap's growth between full collections (src/runtime/heap-growth.ts); 0: V8's own. */
   heapGrowthPercent: number;
+  /**
+   * STREAM_THREADS: the tracker's stream threads in this process (Kafka Streams' num.stream.threads),
+   * each a worker thread with its own consumer in the group, its tasks and their stores; 1: the
+   * tracker runs on the main thread.
+   */
+  streamThreads: number;
   metricsPort: number;
   /** The address the HTTP server (metrics, health, status) listens on; 0.0.0.0 is every IPv4 interface. */
   metricsHost: string;
@@ -245,6 +251,7 @@ export function loadConfig(env: Env = process.env): Config {
     stateMemoryBytes: r.bytes('STATE_MEMORY', '64MiB', 16 * 1_048_576),
     stateCacheBytes: r.bytes('STATE_CACHE', '32MiB', 1_048_576),
     heapGrowthPercent: r.int('HEAP_GROWTH_PERCENT', 100, 0, 1000),
+    streamThreads: r.int('STREAM_THREADS', 1, 1, 64),
     metricsPort: r.int('METRICS_PORT', 9464, 0, 65535),
     metricsHost: r.string('METRICS_HOST', '0.0.0.0'),
     kafkaSsl: r.bool('KAFKA_SSL', false),

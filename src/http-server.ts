@@ -11,6 +11,8 @@ export interface HttpServerOptions {
   host?: string;
   ready: () => Promise<boolean>;
   routes?: Record<string, Route>;
+  /** The /metrics body (default: the process registry's). */
+  metrics?: () => Promise<string>;
 }
 
 export async function startHttpServer(opts: HttpServerOptions): Promise<{ port: number; close(): Promise<void> }> {
@@ -21,7 +23,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<{ port: 
       res.end(body);
     };
     (async () => {
-      if (url.pathname === '/metrics') return reply(200, await registry.metrics(), registry.contentType);
+      if (url.pathname === '/metrics') return reply(200, await (opts.metrics ?? (() => registry.metrics()))(), registry.contentType);
       if (url.pathname === '/healthz') return reply(200, 'ok\n');
       if (url.pathname === '/readyz') return (await opts.ready()) ? reply(200, 'ready\n') : reply(503, 'not ready\n');
       const route = opts.routes?.[url.pathname];

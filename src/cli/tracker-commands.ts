@@ -157,12 +157,20 @@ export interface PartitionView {
 export async function trackerPartitions(kafka: Kafka, cfg: Config, verbose = false): Promise<{ members: Member[]; instances: { client_id: string; endpoint: string | null; partitions: number[]; error: string | null }[]; partitions: PartitionView[] } | null> {
   const ms = await trackerMembers(kafka, cfg);
   if (ms.length === 0) return null;
-  const [replies, committed] = await Promise.all([
-    Promise.all(ms.map(async (m) => ({ m, r: m.endpoint ? await getJson(m.endpoint, `/v1/tracker/status?verbose=${verbose ? 1 : 0}`).catch((e) => ({ error: (e as Error).message })) : { error: 'no endpoint in client id' } }))),
+  // A process with several stream threads (STREAM_THREADS) is several members at one endpoint,
+  // which answers for all of them: each endpoint is asked once, and each partition it lists is
+  // attributed to the member (thread) assigned it.
+  const endpoints = [...new Set(ms.flatMap((m) => (m.endpoint ? [m.endpoint] : [])))];
+  const [answers, committed] = await Promise.all([
+    Promise.all(endpoints.map(async (e) => [e, await getJson(e, `/v1/tracker/status?verbose=${verbose ? 1 : 0}`).catch((err) => ({ error: (err as Error).message }))] as const)),
     committedOffsets(kafka, cfg),
   ]);
-  const partitions: PartitionView[] = replies.flatMap(({ m, r }) => (r.partitions ?? []).map((p: any) => ({
-    partition: p.partition, instance: m.clientId, state: p.state, position: p.position, committed_offset: committed.get(p.partition) ?? null,
+  const byEndpoint = new Map(answers);
+  const replies = ms.map((m) => ({ m, r: m.endpoint ? byEndpoint.get(m.endpoint)! : { error: 'no endpoint in client id' } }));
+  const ownerOf = (endpoint: string, partition: number) => ms.find((m) => m.endpoint === endpoint && m.partitions.includes(partition))
+    ?? ms.find((m) => m.endpoint === endpoint)!;
+  const partitions: PartitionView[] = answers.flatMap(([e, r]) => (r.partitions ?? []).map((p: any) => ({
+    partition: p.partition, instance: ownerOf(e, p.partition).clientId, state: p.state, position: p.position, committed_offset: committed.get(p.partition) ?? null,
     end: p.end, lag: p.lag, caught_up: p.caught_up, open_conversations: p.open_conversations, next_deadlines: p.next_deadlines ?? [],
     next_due_at: p.next_due_at ?? null, seal_timer: p.seal_timer ?? null,
     restore_ms: p.restore_ms, restore_rebuild_ms: p.restore_rebuild_ms ?? 0, restored_records: p.restored_records,

@@ -19,29 +19,50 @@ export interface TrackerRole {
   stop(): Promise<void>;
 }
 
-/** `endpoint` (host:port of this instance's HTTP server) goes into the client id for discovery. */
-export async function startTracker(cfg: Config, endpoint: string): Promise<TrackerRole> {
+/**
+ * Creates the topics that are missing; returns the input's partition count (the stores a process
+ * may open, over which STATE_MEMORY is split).
+ */
+export async function provisionTracker(cfg: Config): Promise<number> {
   const log = logger('ConversationTracker');
-  const kafka = kafkaFromConfig(cfg, `${cfg.appId}-tracker@${endpoint}`);
+  const kafka = kafkaFromConfig(cfg, `${cfg.appId}-tracker-admin`);
   const admin = kafka.admin();
-  const topics = topicNames(cfg);
   await admin.connect();
-  let sourcePartitions = cfg.topicPartitions;
   try {
     const created = await ensureTopics(admin, cfg);
     if (created.length > 0) log.info({ topics: created }, 'topics created');
-    // STATE_MEMORY is split across the stores this process may open: one per source partition.
-    const md = await admin.fetchTopicMetadata({ topics: [topics.messages] }).catch(() => null);
-    sourcePartitions = md?.topics[0]?.partitions.length || sourcePartitions;
+    const md = await admin.fetchTopicMetadata({ topics: [topicNames(cfg).messages] }).catch(() => null);
+    return md?.topics[0]?.partitions.length || cfg.topicPartitions;
   } finally {
     await admin.disconnect();
   }
+}
+
+/** One of several stream threads of a process (STREAM_THREADS; see tracker-threads.ts). */
+export interface TrackerThreadSpec {
+  index: number;
+  /** The input's partition count, read once by the process. */
+  sourcePartitions: number;
+  /** Holds a partition's store against the process's other threads (StreamThreadOptions.storeLease). */
+  storeLease: (partition: number) => Promise<() => void>;
+}
+
+/**
+ * `endpoint` (host:port of this instance's HTTP server) goes into the client id for discovery.
+ * `spec`: when the process runs several stream threads, which one this is; its client id and
+ * log lines carry its index.
+ */
+export async function startTracker(cfg: Config, endpoint: string, spec: TrackerThreadSpec | null = null): Promise<TrackerRole> {
+  const log = spec === null ? logger('ConversationTracker') : logger('ConversationTracker').child({ thread: spec.index });
+  const topics = topicNames(cfg);
+  const sourcePartitions = spec?.sourcePartitions ?? await provisionTracker(cfg);
+  const kafka = kafkaFromConfig(cfg, `${cfg.appId}-tracker${spec === null ? '' : `-${spec.index}`}@${endpoint}`);
   setStateMemory(cfg.stateMemoryBytes, sourcePartitions);
   const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
   await codec.init();
   const thread = new StreamThread(kafka, trackerTopology(cfg, codec, log, sourcePartitions), {
     appId: cfg.appId, stateDir: cfg.stateDir, punctuateIntervalMs: cfg.punctuateIntervalMs, sealTimer: cfg.sealTimer, sealLeadMinMs: cfg.sealLeadMinMs, sealLeadMaxMs: cfg.sealLeadMaxMs,
-    fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition, fetchMaxBytes: cfg.fetchMaxBytes,
+    fetchMaxBytesPerPartition: cfg.fetchMaxBytesPerPartition, fetchMaxBytes: cfg.fetchMaxBytes, storeLease: spec?.storeLease,
   }, log);
   await thread.start();
   log.info({ source: topics.messages, endpoint }, 'tracker started');
@@ -96,7 +117,7 @@ export async function startTracker(cfg: Config, endpoint: string): Promise<Track
     },
   };
   return {
-    thread,
+    thread: thread,
     routes,
     ready: () => thread.isReady(),
     stop: async () => {

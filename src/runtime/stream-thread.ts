@@ -30,6 +30,12 @@ export interface StreamThreadOptions {
   /** SEAL_TIMER=prepare: bounds of the lead (SEAL_LEAD_MIN, SEAL_LEAD_MAX; see stream-task.ts). */
   sealLeadMinMs?: number;
   sealLeadMaxMs?: number;
+  /**
+   * When several stream threads of one process share STATE_DIR (STREAM_THREADS): waits until no
+   * other thread holds the partition's store, and holds it; the returned function gives it back.
+   * Within a thread, a new task of a partition already waits for the old one to close.
+   */
+  storeLease?: (partition: number) => Promise<() => void>;
 }
 
 export interface PartitionStatus {
@@ -57,6 +63,8 @@ export class StreamThread {
   private readonly tasks = new Map<number, StreamTask>();
   /** Tasks being closed, by partition: a new task of the partition opens its store after. */
   private readonly closing = new Map<number, Promise<void>>();
+  /** The store leases of the tasks (with storeLease only), given back once a task has closed. */
+  private readonly leases = new Map<StreamTask, Promise<() => void>>();
   private reconciling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
   private ticking = false;
@@ -151,15 +159,26 @@ export class StreamThread {
   private retire(task: StreamTask, clean: boolean): Promise<void> {
     if (this.tasks.get(task.partition) === task) this.tasks.delete(task.partition);
     this.publishTaskStates();
-    const done = task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'));
+    const done = task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'))
+      .then(() => this.giveBack(task));
     this.closing.set(task.partition, done);
     void done.then(() => { if (this.closing.get(task.partition) === done) this.closing.delete(task.partition); });
     return done;
   }
 
+  /** Gives back a closed task's store lease. */
+  private async giveBack(task: StreamTask): Promise<void> {
+    const lease = this.leases.get(task);
+    if (!lease) return;
+    this.leases.delete(task);
+    (await lease.catch(() => () => undefined))();
+  }
+
   private taskFor(partition: number): StreamTask {
     let task = this.tasks.get(partition);
     if (!task) {
+      const lease = this.opts.storeLease?.(partition) ?? null;
+      const previous = lease === null ? this.closing.get(partition) : Promise.all([this.closing.get(partition), lease]).then(() => undefined);
       task = new StreamTask(partition, {
         appId: this.opts.appId,
         groupId: this.groupId,
@@ -170,7 +189,7 @@ export class StreamThread {
         partitionCounts: this.partitionCounts,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
-      () => this.committedOffset(partition), this.closing.get(partition), {
+      () => this.committedOffset(partition), previous, {
         mode: this.opts.sealTimer ?? 'deadline',
         coalesceMs: this.opts.sealCoalesceMs ?? COALESCE_MS,
         maxDelayMs: this.opts.punctuateIntervalMs,
@@ -179,6 +198,7 @@ export class StreamThread {
         onError: (err) => this.punctuationFailed(created, err),
       });
       const created = task;
+      if (lease !== null) this.leases.set(task, lease);
       this.tasks.set(partition, task);
       task.ready.then(() => this.publishTaskStates(), () => undefined);
       task.ready.catch((err) => {
@@ -314,7 +334,7 @@ export class StreamThread {
     if (this.timer) clearInterval(this.timer);
     // Stopping the consumer waits for in-flight batches; then each task closes cleanly.
     await this.consumer?.stop().catch(() => undefined);
-    await Promise.all([...this.tasks.values()].map((t) => t.close(true).catch((err) => this.log.warn({ err }, 'task close failed'))));
+    await Promise.all([...this.tasks.values()].map((t) => t.close(true).catch((err) => this.log.warn({ err }, 'task close failed')).then(() => this.giveBack(t))));
     this.tasks.clear();
     this.publishTaskStates();
     await this.consumer?.disconnect().catch(() => undefined);
