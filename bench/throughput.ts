@@ -10,6 +10,8 @@
 // consumer group's committed offsets reaching the end of the input (the raw consumer, which
 // commits nothing, reports its own time). The raw consumer runs before and after the others.
 // Then the restore of the tracker's store from its changelog, into an empty state directory.
+// With `threads`, the tracker (STREAM_THREADS) and Kafka Streams (THREADS) run again per thread
+// count after their one-thread runs, each from nothing on the same input.
 import net from 'node:net';
 import type { Admin, Kafka } from 'kafkajs';
 import type { ChatMessage } from '../src/records/types';
@@ -99,6 +101,12 @@ export interface ThroughputOptions {
   restore: boolean;
   compare: boolean;
   log: (line: string) => void;
+  /**
+   * Thread counts above 1 to run the tracker (STREAM_THREADS) and, with `ks`, Kafka Streams
+   * (THREADS) with too, each after the one-thread runs (default none). Not with `compare`: these
+   * trackers write into the same sealed topic as the first.
+   */
+  threads?: number[];
 }
 
 export async function freePort(): Promise<number> {
@@ -239,22 +247,100 @@ function agree(other: string, ours: Session[], theirs: Session[]): Agreement {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The timed runs of the tracker and Kafka Streams, one per thread count
+
+/** What the timed runs of one dataset share. */
+interface RunContext {
+  ds: Dataset;
+  opts: ThroughputOptions;
+  admin: Admin;
+  run: RunEnv;
+  topics: ReturnType<typeof topicNames>;
+  end: number;
+  /** Stopped (SIGKILL) and removed at the end, whatever happens. */
+  children: Child[];
+  dirs: string[];
+}
+
+/** The `system` of the tracker's and Kafka Streams' runs at a thread count. */
+export const trackerSystem = (threads: number) => (threads === 1 ? 'tracker' : `tracker, ${threads} stream threads`);
+export const ksSystem = (threads: number) => (threads === 1 ? 'Kafka Streams' : `Kafka Streams, ${threads} threads`);
+
+/** Kafka Streams' application id, output topic and state directory for a thread count. */
+function ksNames(run: RunEnv, threads: number): { appId: string; output: string; stateDir: string } {
+  const tag = threads === 1 ? 'ks' : `ks-t${threads}`;
+  return { appId: `${run.prefix}${tag}`, output: `${run.prefix}${tag}.sessions`, stateDir: `${run.stateDir}-${tag}` };
+}
+
+/** Spawns the tracker with `threads` stream threads and times it to caught up; stopped once its sealed output settled. */
+async function timeTracker(c: RunContext, threads: number): Promise<SystemRun> {
+  // Another thread count starts from nothing as the first did: its own application id (so its own
+  // group and changelog) and state directory. STREAM_THREADS is set even for 1 so that an
+  // inherited one does not change the one-thread row.
+  const env: Record<string, string> = { ...c.run.env, STREAM_THREADS: String(threads), METRICS_PORT: String(await freePort()) };
+  if (threads > 1) {
+    env.APP_ID = `${c.run.appId}-t${threads}`;
+    env.STATE_DIR = `${c.run.stateDir}-t${threads}`;
+    c.dirs.push(env.STATE_DIR);
+  }
+  const system = trackerSystem(threads);
+  const tracker = spawnRole('tracker', env);
+  c.children.push(tracker);
+  const r = await timeSystem(c.admin, system, tracker, `${env.APP_ID}-tracker`, c.topics.messages, c.end, c.opts.budgetMs, c.opts.log);
+  c.opts.log(`[${c.ds.name}] ${system}: ${Math.round(r.rate)} records/s${r.note ? ` (${r.note})` : ''}`);
+  // The chats' last conversations seal by wall clock once caught up: wait for the sealed topic to settle.
+  await waitTopicSettled(c.admin, c.topics.sealed);
+  await tracker.stop('SIGTERM');
+  return r;
+}
+
+/** Spawns Kafka Streams with `threads` stream threads and times it to caught up; `dropped` is its count of records behind the close time. */
+async function timeKafkaStreams(c: RunContext, threads: number): Promise<{ run: SystemRun; dropped: number | null }> {
+  const names = ksNames(c.run, threads);
+  c.dirs.push(names.stateDir);
+  const ks = spawnChild('java', [
+    '-Xmx2g', '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
+    // One line per record dropped behind the close time: counted in the metric instead.
+    '-Dorg.slf4j.simpleLogger.log.org.apache.kafka.streams.kstream.internals=error', '-jar', KS_JAR,
+  ], {
+    BOOTSTRAP: c.run.env.KAFKA_BROKERS!, APPLICATION_ID: names.appId, INPUT: c.topics.messages, OUTPUT: names.output,
+    // THREADS even for 1: an inherited one would change the one-thread row.
+    STATE_DIR: names.stateDir, GAP_MS: String(c.ds.gapMs), GRACE_MS: '0', THREADS: String(threads),
+  });
+  c.children.push(ks);
+  const label = threads === 1 ? 'kafka-streams' : `kafka-streams, ${threads} threads`;
+  const r = await timeSystem(c.admin, label, ks, names.appId, c.topics.messages, c.end, c.opts.budgetMs, c.opts.log);
+  const system = ksSystem(threads);
+  c.opts.log(`[${c.ds.name}] ${system}: ${Math.round(r.rate)} records/s${r.note ? ` (${r.note})` : ''}`);
+  await ks.stop('SIGTERM');
+  const closed = lastEvent<{ dropped: number }>(ks.output(), 'closed');
+  return { run: { ...r, system }, dropped: closed?.dropped ?? null };
+}
+
+/** The thread counts above 1 of `opts.threads`, each once, in their order. */
+function moreThreads(opts: ThroughputOptions): number[] {
+  return [...new Set(opts.threads ?? [])].filter((n) => n > 1);
+}
+
+// ---------------------------------------------------------------------------------------------
 
 export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promise<ThroughputResult> {
   const { log } = opts;
+  const threads = moreThreads(opts);
+  if (threads.length > 0 && opts.compare) throw new Error('throughput: `threads` with `compare` would count the sessions of every tracker run');
   const kafka = benchKafka(`bench-${ds.name}`);
   const admin = kafka.admin();
   await admin.connect();
   const gapEnv = { CONVERSATION_GAP: `${ds.gapMs}ms`, PUNCTUATE_INTERVAL: '1s' };
   const run = newRun(ds.name, gapEnv);
   const topics = topicNames({ topicPrefix: run.prefix, appId: run.appId });
-  const ksOut = `${run.prefix}ks.sessions`;
   const flowOut = `${run.prefix}flow.sessions`;
   const copyOut = `${run.prefix}copy.out`;
   const dirs: string[] = [run.stateDir];
   const children: Child[] = [];
   try {
-    await createTopics(admin, [topics.messages, ksOut, flowOut, ...(opts.copy === false ? [] : [copyOut])]);
+    const ksOuts = opts.ks ? [1, ...threads].map((n) => ksNames(run, n).output) : [];
+    await createTopics(admin, [topics.messages, ...ksOuts, flowOut, ...(opts.copy === false ? [] : [copyOut])]);
     log(`[${ds.name}] producing ${ds.describe}`);
     const produced = await produceAll(kafka, topics.messages, ds.messages());
     const end = await topicEnd(admin, topics.messages);
@@ -263,6 +349,7 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
       dataset: ds.name, describe: ds.describe, records: end, produce: { ms: produced.ms, mb: produced.bytes / 1e6 },
       runs: [], sealed: { total: 0, byReason: {}, late: 0 }, agreements: [], restore: null, ksDropped: null,
     };
+    const ctx: RunContext = { ds, opts, admin, run, topics, end, children, dirs };
 
     result.runs.push(await rawConsume(run, topics.messages, end, 'before'));
     log(`[${ds.name}] raw kafkajs: ${Math.round(result.runs[0]!.rate)} records/s`);
@@ -279,34 +366,19 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
     }
 
     // Ours.
-    const port = await freePort();
-    const tracker = spawnRole('tracker', { ...run.env, METRICS_PORT: String(port) });
-    children.push(tracker);
-    const ours = await timeSystem(admin, 'tracker', tracker, `${run.appId}-tracker`, topics.messages, end, opts.budgetMs, log);
-    result.runs.push(ours);
-    log(`[${ds.name}] tracker: ${Math.round(ours.rate)} records/s${ours.note ? ` (${ours.note})` : ''}`);
-    // The chats' last conversations seal by wall clock once caught up: wait for the sealed topic to settle.
-    await waitTopicSettled(admin, topics.sealed);
-    await tracker.stop('SIGTERM');
+    result.runs.push(await timeTracker(ctx, 1));
 
     if (opts.ks) {
-      const ksDir = `${run.stateDir}-ks`;
-      dirs.push(ksDir);
-      const ks = spawnChild('java', [
-        '-Xmx2g', '-Dorg.slf4j.simpleLogger.defaultLogLevel=warn',
-        // One line per record dropped behind the close time: counted in the metric instead.
-        '-Dorg.slf4j.simpleLogger.log.org.apache.kafka.streams.kstream.internals=error', '-jar', KS_JAR,
-      ], {
-        BOOTSTRAP: run.env.KAFKA_BROKERS!, APPLICATION_ID: `${run.prefix}ks`, INPUT: topics.messages, OUTPUT: ksOut,
-        STATE_DIR: ksDir, GAP_MS: String(ds.gapMs), GRACE_MS: '0',
-      });
-      children.push(ks);
-      const r = await timeSystem(admin, 'kafka-streams', ks, `${run.prefix}ks`, topics.messages, end, opts.budgetMs, log);
-      result.runs.push({ ...r, system: 'Kafka Streams' });
-      log(`[${ds.name}] Kafka Streams: ${Math.round(r.rate)} records/s${r.note ? ` (${r.note})` : ''}`);
-      await ks.stop('SIGTERM');
-      const closed = lastEvent<{ dropped: number }>(ks.output(), 'closed');
-      result.ksDropped = closed?.dropped ?? null;
+      const ks = await timeKafkaStreams(ctx, 1);
+      result.runs.push(ks.run);
+      result.ksDropped = ks.dropped;
+    }
+
+    // Each further thread count as a pair, the tracker then Kafka Streams, so that the two run
+    // under about the same conditions of the machine.
+    for (const n of threads) {
+      result.runs.push(await timeTracker(ctx, n));
+      if (opts.ks) result.runs.push((await timeKafkaStreams(ctx, n)).run);
     }
 
     if (opts.flow) {
@@ -332,7 +404,7 @@ export async function runThroughput(ds: Dataset, opts: ThroughputOptions): Promi
       for (const s of ours) result.sealed.byReason[s.reason!] = (result.sealed.byReason[s.reason!] ?? 0) + 1;
       result.sealed.late = await scanTopic(kafka, topics.late, () => undefined);
       const ksRun = result.runs.find((r) => r.system === 'Kafka Streams');
-      if (opts.ks && ksRun && ksRun.ms !== null) result.agreements.push(agree('Kafka Streams', ours, await ksSessions(kafka, ksOut)));
+      if (opts.ks && ksRun && ksRun.ms !== null) result.agreements.push(agree('Kafka Streams', ours, await ksSessions(kafka, ksNames(run, 1).output)));
       const flowRun = result.runs.find((r) => r.system === '@kafkats/flow');
       if (opts.flow && flowRun && flowRun.ms !== null) result.agreements.push(agree('@kafkats/flow', ours, await flowSessions(kafka, flowOut)));
     }

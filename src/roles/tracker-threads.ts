@@ -17,39 +17,13 @@ import type { Config } from '../config';
 import { logger } from '../log';
 import type { Route } from '../http-server';
 import { provisionTracker } from './tracker';
+import { StoreLeases } from './store-leases';
 import type { LeaseGranted, LeaseMessage, ThreadReply, ThreadRequest, ThreadStarted, WorkerData } from './tracker-worker';
 
 /** A registry's series as prom-client's getMetricsAsJSON() gives them. */
 export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>;
 
 type Request = ThreadRequest extends infer R ? R extends { id: number } ? Omit<R, 'id'> : never : never;
-
-/**
- * Which thread holds each partition's store, and who waits for it. The threads share STATE_DIR, so
- * a partition that moves from one thread to another in a rebalance must be closed by the first
- * before the second opens its store (Kafka Streams' task directory locks).
- */
-class StoreLeases {
-  private readonly held = new Map<number, { waiting: (() => void)[] }>();
-
-  /** Calls `grant` once the partition's store is free, and holds it until release(). */
-  acquire(partition: number, grant: () => void): void {
-    const h = this.held.get(partition);
-    if (h) h.waiting.push(grant);
-    else {
-      this.held.set(partition, { waiting: [] });
-      grant();
-    }
-  }
-
-  release(partition: number): void {
-    const h = this.held.get(partition);
-    if (!h) return;
-    const next = h.waiting.shift();
-    if (next) next();
-    else this.held.delete(partition);
-  }
-}
 
 /** One worker thread and its pending requests. */
 class StreamThreadWorker {

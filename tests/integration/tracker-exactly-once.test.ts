@@ -368,20 +368,15 @@ function report(name: string, run: Run, procs: Map<string, ChildRole>, timeline:
   return restores;
 }
 
-// --- (a) one instance, SIGKILLed again and again ---------------------------------------------
-
-test('a backlog through a tracker SIGKILLed 4 times mid-run: every conversation sealed exactly once', { timeout: 150_000 }, async () => {
-  const name = 'eos-a';
-  const run = await prepare(name, SEED, MESSAGES);
-  await produce(run, 'plain');
-  const rng = new Rng(SEED ^ 0xa11ce);
-  const kills = 4;
+/**
+ * Starts, SIGKILLs and restarts one tracker `kills` times on the run's backlog, then leaves the
+ * last start running until everything is sealed and stops it cleanly.
+ */
+async function killedAgainAndAgain(name: string, run: Run, rng: Rng, kills: number) {
   const procs = new Map<string, ChildRole>();
   const timeline: string[] = [];
   const diagnose = diagnostics(name, procs, timeline);
   const started = Date.now();
-  let got: Awaited<ReturnType<typeof outputs>>;
-  let elapsed: number;
   try {
     for (let k = 1; k <= kills; k++) {
       const label = `run${k}`;
@@ -391,18 +386,30 @@ test('a backlog through a tracker SIGKILLed 4 times mid-run: every conversation 
       // transaction (processing, sending, committing) or of a restore-free stretch.
       const { from, at, jitter } = await nextCommitThenJitter(run, rng, [child], 300);
       await killAndReport(run, child, label, timeline, `up ${Date.now() - spawnedAt} ms, started at ${from}, own first commit seen at ${at}, +${jitter} ms`);
+      // Every member: a process on several stream threads is one member per thread.
       await evict(kafka, run.groupId, () => true);
     }
     const last = spawnTracker(`run${kills + 1}`, run.env, procs);
-    got = await awaitCompletion(run, [last], 90_000);
-    elapsed = Date.now() - started;
+    const got = await awaitCompletion(run, [last], 90_000);
+    const elapsed = Date.now() - started;
     timeline.push(`run${kills + 1} left running until everything was sealed`);
     await stopClean(last);
+    const restores = report(name, run, procs, timeline, kills, `${elapsed} ms from the first start to everything sealed`, got);
+    return { got, restores, last };
   } catch (e) {
     await diagnose(run);
     throw e;
   }
-  const restores = report(name, run, procs, timeline, kills, `${elapsed} ms from the first start to everything sealed`, got);
+}
+
+// --- (a) one instance, SIGKILLed again and again ---------------------------------------------
+
+test('a backlog through a tracker SIGKILLed 4 times mid-run: every conversation sealed exactly once', { timeout: 150_000 }, async () => {
+  const name = 'eos-a';
+  const run = await prepare(name, SEED, MESSAGES);
+  await produce(run, 'plain');
+  const kills = 4;
+  const { got, restores } = await killedAgainAndAgain(name, run, new Rng(SEED ^ 0xa11ce), kills);
 
   assertExactlyOnce(run, got);
   // Every restart after a SIGKILL found its stores without a checkpoint: wiped and restored.
@@ -413,6 +420,26 @@ test('a backlog through a tracker SIGKILLed 4 times mid-run: every conversation 
   const lastRun = restores.filter((r) => r.run === `run${kills + 1}`);
   assert.ok(lastRun.some((r) => r.records > 0), 'the last run replayed the changelog');
   console.log(`[${name}] the last run replayed ${lastRun.map((r) => `p${r.partition}: ${r.records}`).join(', ')} changelog records`);
+  cleanups.push(() => deleteTopics(run));
+});
+
+// --- (a') one instance on two stream threads, SIGKILLed again and again -----------------------
+
+test('a backlog through a tracker on 2 stream threads, SIGKILLed twice mid-run: every conversation sealed exactly once', { timeout: 150_000 }, async () => {
+  const name = 'eos-threads';
+  const run = await prepare(name, SEED + 3, MESSAGES, { STREAM_THREADS: '2' });
+  await produce(run, 'plain');
+  const kills = 2;
+  const { got, restores, last } = await killedAgainAndAgain(name, run, new Rng((SEED + 3) ^ 0x7e4d), kills);
+
+  assertExactlyOnce(run, got);
+  // The last run's two threads shared the partitions, and between them restored every task.
+  const assigned = logLines(last).filter((l) => l.msg === 'partitions assigned');
+  const threads = new Set(assigned.filter((l) => (l.assigned as number[]).length > 0).map((l) => l.thread));
+  assert.deepEqual([...threads].sort(), [0, 1], 'both stream threads were assigned partitions');
+  const restoredParts = new Set(restores.filter((r) => r.run === `run${kills + 1}`).map((r) => r.partition));
+  assert.deepEqual([...restoredParts].sort((a, b) => a - b), run.partitions, 'the last run restored every task');
+  assert.equal(problemsOf(last).filter((p) => p.includes('task close failed')).length, 0, 'no task of one thread closed over another\'s store');
   cleanups.push(() => deleteTopics(run));
 });
 

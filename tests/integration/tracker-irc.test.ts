@@ -5,13 +5,14 @@ import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import readline from 'node:readline';
 import { isolatedEnv, configOf, testKafka, waitFor, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
-import { readTopic } from '../support/topic-reader';
+import { sealedAndLate as readSealedAndLate } from '../support/topic-reader';
+import { awaitIrcOutcome } from '../support/irc-expected';
 import { startApp, type App } from '../../src/app';
 import { ensureTopics, topicNames } from '../../src/topics';
 import { RecordCodec } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import { parseChatMessageJson } from '../../src/records/validate';
-import type { ConversationSealed, LateMessage } from '../../src/records/types';
+import type { ConversationSealed } from '../../src/records/types';
 
 process.env.LOG_LEVEL ??= 'warn';
 const env = isolatedEnv('irc', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms' });
@@ -22,11 +23,7 @@ const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
 const apps: App[] = [];
 after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
 
-async function sealedAndLate(): Promise<{ sealed: ConversationSealed[]; late: LateMessage[] }> {
-  const sealed = await Promise.all((await readTopic(kafka, topics.sealed)).map((r) => codec.decode('ConversationSealed', r.value)));
-  const late = await Promise.all((await readTopic(kafka, topics.late)).map((r) => codec.decode('LateMessage', r.value)));
-  return { sealed, late };
-}
+const sealedAndLate = () => readSealedAndLate(kafka, codec, topics);
 
 test('the IRC sample gives 87 conversations of 13,688 messages and 330 late messages', async () => {
   const admin = kafka.admin();
@@ -50,30 +47,7 @@ test('the IRC sample gives 87 conversations of 13,688 messages and 330 late mess
 
   const app = await startApp(cfg, ['tracker']);
   apps.push(app);
-  const { sealed, late } = await waitFor('87 sealed and 330 late', 90_000, async () => {
-    const r = await sealedAndLate();
-    return r.sealed.length >= 87 && r.late.length >= 330 ? r : undefined;
-  }, 500);
-
-  // Nothing more arrives once everything is sealed.
-  await new Promise((r) => setTimeout(r, 1500));
-  const again = await sealedAndLate();
-  assert.equal(again.sealed.length, 87, 'sealed conversations');
-  assert.equal(again.late.length, 330, 'late messages');
-
-  assert.equal(sealed.reduce((s, c) => s + c.message_count, 0), 13_688, 'messages in sealed conversations');
-  assert.equal(new Set(sealed.map((c) => c.conversation_id)).size, 87, 'conversation ids are unique');
-  for (const c of sealed) {
-    assert.equal(c.messages.length, c.message_count);
-    assert.equal(c.messages[0]!.sent_at, c.started_at);
-    assert.equal(c.messages.at(-1)!.sent_at, c.ended_at);
-    assert.ok(['NEXT_MESSAGE', 'GAP_TIMEOUT'].includes(c.seal_reason), c.seal_reason);
-  }
-  // Each of the 14,018 messages is in exactly one place: one conversation, or the late topic.
-  const seen = new Set<string>();
-  for (const c of sealed) for (const m of c.messages) { assert.ok(!seen.has(m.message_id), m.message_id); seen.add(m.message_id); }
-  for (const l of late) { assert.ok(!seen.has(l.message.message_id)); seen.add(l.message.message_id); }
-  assert.equal(seen.size, 14_018);
+  const { sealed, late } = await awaitIrcOutcome(sealedAndLate);
   assert.deepEqual([...new Set(late.map((l) => l.message.chat_id))], ['irc:ubuntu-meeting.2']);
   assert.ok(late.every((l) => l.would_be_conversation_id !== null), 'every late message names the conversation it would have joined');
   // Each of the 12 chats' last conversation is sealed by the wall clock once caught up, and so is

@@ -7,14 +7,14 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { isolatedEnv, configOf, testKafka, waitFor, sleep, IRC_SAMPLE } from '../support/harness';
-import { readTopic } from '../support/topic-reader';
+import { readTopic, sealedAndLate as readSealedAndLate } from '../support/topic-reader';
 import { startApp, type App } from '../../src/app';
 import { ensureTopics, topicNames } from '../../src/topics';
 import { RecordCodec } from '../../src/records/codec';
 import { ChatMessageProducer } from '../../src/producer';
 import { parseChatMessageJson } from '../../src/records/validate';
 import { registry } from '../../src/metrics';
-import type { ChatMessage, ConversationSealed, LateMessage } from '../../src/records/types';
+import type { ChatMessage, ConversationSealed } from '../../src/records/types';
 
 process.env.LOG_LEVEL ??= 'warn';
 // The pauses (2 s) are well inside the settle time (10 s), and each conversation's deadline is
@@ -30,11 +30,7 @@ const codec = new RecordCodec({ registryUrl: null, topics });
 const apps: App[] = [];
 after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
 
-async function sealedAndLate(): Promise<{ sealed: ConversationSealed[]; late: LateMessage[] }> {
-  const sealed = await Promise.all((await readTopic(kafka, topics.sealed)).map((r) => codec.decode('ConversationSealed', r.value)));
-  const late = await Promise.all((await readTopic(kafka, topics.late)).map((r) => codec.decode('LateMessage', r.value)));
-  return { sealed, late };
-}
+const sealedAndLate = () => readSealedAndLate(kafka, codec, topics);
 
 async function counter(name: string): Promise<number> {
   const metric = await registry.getSingleMetric(name)?.get();

@@ -1,0 +1,87 @@
+// The tracker on two stream threads (STREAM_THREADS=2) in one process, on the real broker and
+// registry: the bundled IRC sample gives the outcome data/irc/README.md states, as on one thread;
+// the group has one member per thread and each thread its share of the partitions; the process's
+// HTTP endpoint answers for both threads (status, chat, /metrics summed, /readyz).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createReadStream } from 'node:fs';
+import readline from 'node:readline';
+import { AssignerProtocol } from 'kafkajs';
+import { isolatedEnv, configOf, testKafka, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
+import { sealedAndLate as readSealedAndLate } from '../support/topic-reader';
+import { awaitIrcOutcome } from '../support/irc-expected';
+import { startApp, type App } from '../../src/app';
+import { ensureTopics, topicNames } from '../../src/topics';
+import { RecordCodec } from '../../src/records/codec';
+import { ChatMessageProducer } from '../../src/producer';
+import { parseChatMessageJson } from '../../src/records/validate';
+import type { ChatMessage } from '../../src/records/types';
+
+process.env.LOG_LEVEL ??= 'warn';
+const env = isolatedEnv('threads', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', STREAM_THREADS: '2' });
+const cfg = configOf(env);
+const topics = topicNames(cfg);
+const kafka = testKafka();
+const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
+const apps: App[] = [];
+after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
+
+const sealedAndLate = () => readSealedAndLate(kafka, codec, topics);
+
+async function produceSample(): Promise<ChatMessage[]> {
+  const all: ChatMessage[] = [];
+  for await (const line of readline.createInterface({ input: createReadStream(IRC_SAMPLE) })) if (line.trim()) all.push(parseChatMessageJson(line));
+  const producer = new ChatMessageProducer({ kafka, codec });
+  await producer.connect();
+  for (let i = 0; i < all.length; i += 1000) await producer.send(all.slice(i, i + 1000));
+  await producer.disconnect();
+  return all;
+}
+
+const get = async (port: number, path: string) => {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`);
+  return { status: res.status, body: await res.text() };
+};
+
+test('the IRC sample through two stream threads: 87 conversations of 13,688 messages and 330 late, each once; one endpoint answers for both threads', { timeout: 150_000 }, async () => {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await ensureTopics(admin, cfg);
+    const messages = await produceSample();
+    assert.equal(messages.length, 14_018);
+
+    const app = await startApp(cfg, ['tracker']);
+    apps.push(app);
+    await awaitIrcOutcome(sealedAndLate);
+
+    // The group: one member per thread, named by its thread, each with its share of the 6 partitions.
+    const { groups } = await admin.describeGroups([`${cfg.appId}-tracker`]);
+    const members = groups[0]!.members;
+    assert.deepEqual(members.map((m) => m.clientId.replace(/@.*/, '')).sort(), [`${cfg.appId}-tracker-0`, `${cfg.appId}-tracker-1`]);
+    const shares = members.map((m) => AssignerProtocol.MemberAssignment.decode(m.memberAssignment)?.assignment[topics.messages] ?? []);
+    assert.ok(shares.every((s) => s.length > 0), `each thread has partitions: ${JSON.stringify(shares)}`);
+    assert.deepEqual(shares.flat().sort((a, b) => a - b), [0, 1, 2, 3, 4, 5]);
+
+    // The process's endpoint answers for both threads: every partition once, running.
+    const status = JSON.parse((await get(app.port, '/v1/tracker/status')).body) as { partitions: { partition: number; state: string; open_conversations: number | null }[] };
+    assert.deepEqual(status.partitions.map((p) => p.partition), [0, 1, 2, 3, 4, 5]);
+    assert.ok(status.partitions.every((p) => p.state === 'running' && p.open_conversations === 0), JSON.stringify(status.partitions));
+    // A chat's query reaches the thread that owns its partition.
+    const chat = messages[0]!.chat_id;
+    const view = JSON.parse((await get(app.port, `/v1/tracker/chat?chat_id=${encodeURIComponent(chat)}&partitions=6`)).body) as { owned: boolean; known: boolean };
+    assert.equal(view.owned, true);
+    assert.equal(view.known, true);
+    // /metrics sums the threads' series; the process metrics appear once, from the main thread.
+    const metrics = (await get(app.port, '/metrics')).body;
+    assert.match(metrics, /^chatstats_tasks\{state="running"\} 6$/m);
+    assert.equal(metrics.match(/^process_resident_memory_bytes /gm)?.length, 1);
+    const sealedTotal = [...metrics.matchAll(/^chatstats_conversations_sealed_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
+    assert.equal(sealedTotal, 87, 'conversations sealed, summed over the threads');
+    assert.equal((await get(app.port, '/readyz')).status, 200);
+    await app.stop();
+    apps.pop();
+  } finally {
+    await admin.disconnect();
+  }
+});
