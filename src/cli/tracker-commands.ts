@@ -256,7 +256,9 @@ next; it runs ahead of "committed" only past transaction markers it skipped.`)
         rows.map((p) => [p.partition, p.instance, p.state, p.position, p.committed_offset ?? '-', p.end, p.lag, p.caught_up ? 'yes' : 'no', p.open_conversations ?? '',
           p.next_deadlines[0] ? `${p.next_deadlines[0].deadline_at} (${p.next_deadlines[0].chat_id})` : '', sealTimerCell(p)]));
       const open = rows.reduce((s, p) => s + (p.open_conversations ?? 0), 0);
-      console.log(`\n${rows.length} partition(s) on ${view.members.length} instance(s); ${open} open conversation(s) as of the last committed transactions; committed input offsets ${rows.reduce((s, p) => s + (p.committed_offset ?? 0), 0)} of ${rows.reduce((s, p) => s + Math.max(0, p.end), 0)}`);
+      const endpoints = new Set(view.members.map((m) => m.endpoint)).size;
+      const where = endpoints === view.members.length ? `${endpoints} instance(s)` : `${endpoints} instance(s), ${view.members.length} stream threads`;
+      console.log(`\n${rows.length} partition(s) on ${where}; ${open} open conversation(s) as of the last committed transactions; committed input offsets ${rows.reduce((s, p) => s + (p.committed_offset ?? 0), 0)} of ${rows.reduce((s, p) => s + Math.max(0, p.end), 0)}`);
       if (opts.verbose) {
         for (const p of rows) {
           if (p.next_deadlines.length === 0) continue;

@@ -117,7 +117,7 @@ export async function startTracker(cfg: Config, endpoint: string, spec: TrackerT
     },
   };
   return {
-    thread: thread,
+    thread,
     routes,
     ready: () => thread.isReady(),
     stop: async () => {

@@ -560,7 +560,14 @@ export class StreamTask {
     const run = async () => {
       if (this.closed) return;
       this.closed = true;
-      taskMetrics().nextDue.remove({ partition: String(this.partition) });
+      // The partition's series go with the task: its next owner, in this process (another stream
+      // thread, whose series are summed with these) or in another, publishes its own.
+      const m = taskMetrics();
+      const partition = String(this.partition);
+      m.nextDue.remove({ partition });
+      m.caughtUp.remove({ partition });
+      m.lag.remove({ group: this.spec.groupId, topic: this.spec.sourceTopic, partition });
+      m.storeBytes.remove({ store: this.spec.storeName, partition });
       // Not the changelog's end: by now a new owner may have written to it. What this store
       // holds is exactly the changelog up to the restore target plus our own committed writes.
       const checkpoint = clean && this.store && this.storeChangelogEnd >= 0 ? this.storeChangelogEnd : null;

@@ -4,10 +4,13 @@
 // HTTP endpoint answers for both threads (status, chat, /metrics summed, /readyz).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createReadStream } from 'node:fs';
+import { createReadStream, mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import readline from 'node:readline';
 import { AssignerProtocol } from 'kafkajs';
-import { isolatedEnv, configOf, testKafka, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
+import { isolatedEnv, configOf, testKafka, spawnRole, waitFor, IRC_SAMPLE, REGISTRY_URL, type ChildRole } from '../support/harness';
+import { endpointOf } from '../support/role-logs';
 import { sealedAndLate as readSealedAndLate } from '../support/topic-reader';
 import { awaitIrcOutcome } from '../support/irc-expected';
 import { startApp, type App } from '../../src/app';
@@ -76,6 +79,10 @@ test('the IRC sample through two stream threads: 87 conversations of 13,688 mess
     const metrics = (await get(app.port, '/metrics')).body;
     assert.match(metrics, /^chatstats_tasks\{state="running"\} 6$/m);
     assert.equal(metrics.match(/^process_resident_memory_bytes /gm)?.length, 1);
+    // Per-partition series are published by the partition's owner alone: a thread that handed a
+    // partition over in a rebalance removed its own (summed, the two would read 2).
+    const caughtUp = [...metrics.matchAll(/^chatstats_partition_caught_up\{partition="(\d+)"\} (\S+)$/gm)].map((m) => [Number(m[1]), Number(m[2])]);
+    assert.deepEqual(caughtUp.sort((a, b) => a[0]! - b[0]!), [0, 1, 2, 3, 4, 5].map((p) => [p, 1]), 'each partition caught up, once');
     const sealedTotal = [...metrics.matchAll(/^chatstats_conversations_sealed_total\{[^}]*\} (\d+)$/gm)].reduce((s, m) => s + Number(m[1]), 0);
     assert.equal(sealedTotal, 87, 'conversations sealed, summed over the threads');
     assert.equal((await get(app.port, '/readyz')).status, 200);
@@ -83,5 +90,38 @@ test('the IRC sample through two stream threads: 87 conversations of 13,688 mess
     apps.pop();
   } finally {
     await admin.disconnect();
+  }
+});
+
+test('a partition handed to another instance in a rebalance takes its per-partition series with it', { timeout: 120_000 }, async () => {
+  // Two processes, so that each has its own /metrics: the first owns every partition, then shares
+  // them with the second. The first must stop publishing the partitions it gave away (within one
+  // process, stream threads' series are summed, and a stale one would add to the new owner's).
+  const env2 = isolatedEnv('handover', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', LOG_LEVEL: 'info' });
+  const admin = kafka.admin();
+  await admin.connect();
+  await ensureTopics(admin, configOf(env2)).finally(() => admin.disconnect());
+  const caughtUpSeries = async (child: ChildRole) => {
+    const endpoint = endpointOf(child);
+    if (!endpoint) return undefined;
+    const text = await (await fetch(`http://${endpoint}/metrics`)).text().catch(() => '');
+    return [...text.matchAll(/^chatstats_partition_caught_up\{partition="(\d+)"\} 1$/gm)].map((m) => Number(m[1])).sort((a, b) => a - b);
+  };
+  const first = spawnRole('tracker', env2);
+  const second = spawnRole('tracker', { ...env2, STATE_DIR: mkdtempSync(path.join(os.tmpdir(), 'chatstats-handover-b-')) });
+  second.kill('SIGSTOP'); // joins only once the first has every partition
+  try {
+    await waitFor('the first instance caught up on all 6 partitions', 60_000, async () => ((await caughtUpSeries(first))?.length === 6 ? true : undefined), 250);
+    second.kill('SIGCONT');
+    const [a, b] = await waitFor('each instance publishing only the partitions it owns', 60_000, async () => {
+      const a = await caughtUpSeries(first);
+      const b = await caughtUpSeries(second);
+      return a && b && a.length > 0 && b.length > 0 && a.length + b.length === 6 ? [a, b] : undefined;
+    }, 250);
+    assert.deepEqual([...a, ...b].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5]);
+  } finally {
+    for (const c of [first, second]) c.kill('SIGCONT');
+    for (const c of [first, second]) c.kill('SIGTERM');
+    await Promise.all([first.exited, second.exited]);
   }
 });
