@@ -30,8 +30,11 @@ class StreamThreadWorker {
   private next = 0;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   readonly started: Promise<void>;
+  private running = false;
+  private gone = false;
   stopping = false;
 
+  /** `onExit`: the thread exited on its own after it had started. */
   constructor(readonly index: number, readonly worker: Worker, leases: StoreLeases, onExit: (code: number) => void) {
     this.started = new Promise((resolve, reject) => {
       worker.on('message', (msg: ThreadReply | ThreadStarted | LeaseMessage) => {
@@ -45,8 +48,10 @@ class StreamThreadWorker {
           return;
         }
         if ('op' in msg) {
-          if (msg.op === 'started') resolve();
-          else reject(new Error(`stream thread ${index} failed to start: ${msg.error}`));
+          if (msg.op === 'started') {
+            this.running = true;
+            resolve();
+          } else reject(new Error(`stream thread ${index} failed to start: ${msg.error}`));
           return;
         }
         const p = this.pending.get(msg.id);
@@ -57,16 +62,20 @@ class StreamThreadWorker {
       });
       worker.on('error', (e) => reject(e));
       worker.on('exit', (code) => {
+        this.gone = true;
         reject(new Error(`stream thread ${index} exited (code ${code}) before it started`));
         for (const p of this.pending.values()) p.reject(new Error(`stream thread ${index} exited`));
         this.pending.clear();
-        if (!this.stopping) onExit(code);
+        if (this.running && !this.stopping) onExit(code);
       });
     });
     this.started.catch(() => undefined);
   }
 
+  get hasExited(): boolean { return this.gone; }
+
   request<T>(req: Request): Promise<T> {
+    if (this.gone) return Promise.reject(new Error(`stream thread ${this.index} exited`));
     const id = this.next++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
@@ -89,19 +98,17 @@ export async function startTrackerThreads(cfg: Config, endpoint: string): Promis
   const file = path.join(__dirname, 'tracker-worker.js');
   const threads: StreamThreadWorker[] = [];
   const leases = new StoreLeases();
-  const exited = (t: StreamThreadWorker) => (code: number) => {
-    log.fatal({ thread: t.index, code }, 'a stream thread exited; stopping the process');
-    process.exit(1);
-  };
   for (let i = 0; i < cfg.streamThreads; i++) {
     const data: WorkerData = { cfg, endpoint, index: i, sourcePartitions };
-    const t: StreamThreadWorker = new StreamThreadWorker(i, new Worker(file, { workerData: data }), leases, (code) => exited(t)(code));
-    threads.push(t);
+    threads.push(new StreamThreadWorker(i, new Worker(file, { workerData: data }), leases, (code) => {
+      log.fatal({ thread: i, code }, 'a stream thread exited; stopping the process');
+      process.exit(1);
+    }));
   }
   const stop = async () => {
     await Promise.all(threads.map(async (t) => {
       t.stopping = true;
-      const exit = new Promise((r) => t.worker.once('exit', r));
+      const exit = t.hasExited ? Promise.resolve() : new Promise((r) => t.worker.once('exit', r));
       await t.request({ op: 'stop' }).catch((err) => log.warn({ err, thread: t.index }, 'stream thread stop failed'));
       // Stopped, the thread exits by itself once its output is flushed; terminated if it lingers.
       await Promise.race([exit, new Promise((r) => setTimeout(r, 5000).unref())]);

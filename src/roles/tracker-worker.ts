@@ -45,6 +45,7 @@ async function main(): Promise<void> {
     role = await startTracker(cfg, endpoint, { index, sourcePartitions, storeLease });
   } catch (e) {
     port.postMessage({ op: 'failed', error: (e as Error)?.stack ?? String(e) } satisfies ThreadStarted);
+    port.close(); // nothing to answer: the thread exits
     return;
   }
   const answer = async (req: ThreadRequest): Promise<unknown> => {
