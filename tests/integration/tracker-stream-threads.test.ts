@@ -125,3 +125,9 @@ test('a partition handed to another instance in a rebalance takes its per-partit
     await Promise.all([first.exited, second.exited]);
   }
 });
+
+test('a stream thread that cannot start fails the start, naming its reason', { timeout: 60_000 }, async () => {
+  // Provisioning (the main thread) needs only Kafka; each thread registers the schemas itself.
+  const bad = configOf(isolatedEnv('threads-fail', { STREAM_THREADS: '2', SCHEMA_REGISTRY_URL: 'http://127.0.0.1:1/apis/ccompat/v7' }));
+  await assert.rejects(startApp(bad, ['tracker']), /stream thread \d failed to start: .*schema registry http:\/\/127\.0\.0\.1:1\/apis\/ccompat\/v7 unreachable/);
+});
