@@ -250,14 +250,8 @@ export class StreamTask {
         records = records.filter((r) => r.offset >= this.pos);
         if (records.length === 0) return true;
       }
-      await this.txns!.beginEarly('process');
-      try {
-        await this.processor.process(records);
-      } catch (e) {
-        // Nothing of this batch is committed: forget its effects; kafkajs fetches it again.
-        await this.discardPending();
-        throw e;
-      }
+      // On failure nothing of this batch is committed, and kafkajs fetches it again.
+      await this.runEvent('process', () => this.processor.process(records));
       // Past the batch's last offset, which may be a transaction marker rather than a record.
       const next = Math.max(nextOffset, records[records.length - 1]!.offset + 1);
       let stored = (await this.commit(next, 'process')).stored;
@@ -309,13 +303,7 @@ export class StreamTask {
   private async punctuateNow(now: number, trigger: Trigger): Promise<boolean> {
     const t0 = process.hrtime.bigint();
     const caughtUp = this.isCaughtUp();
-    if (caughtUp) await this.txns!.beginEarly(trigger);
-    try {
-      await this.processor.punctuate(now);
-    } catch (e) {
-      await this.discardPending();
-      throw e;
-    }
+    await this.runEvent(caughtUp ? trigger : null, () => this.processor.punctuate(now));
     const { produced, stored } = await this.commit(null, trigger);
     const m = taskMetrics();
     m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
@@ -416,13 +404,7 @@ export class StreamTask {
   private async preparedPunctuation(at: number): Promise<boolean> {
     const t0 = process.hrtime.bigint();
     const started = performance.now();
-    await this.txns!.beginEarly('timer');
-    try {
-      await this.processor.punctuate(at);
-    } catch (e) {
-      await this.discardPending();
-      throw e;
-    }
+    await this.runEvent('timer', () => this.processor.punctuate(at));
     const staged = await this.stage(null, 'timer');
     this.lastPrepare = { ms: performance.now() - started, due: this.sized?.at === at ? this.sized.due : 0 };
     if (this.lastPrepare.due > 0) {
@@ -456,7 +438,7 @@ export class StreamTask {
     const { produced, stored } = await this.complete(staged);
     const p = this.lastCommitPhases;
     // For the seal timer's debug log: after the moment, ms to read the end, to commit, to write the store.
-    this.lastPrepare.afterMoment = { woke: wokeLate, end: Math.round(endRead - woke), commit: Math.round(p.committed - endRead), store: Math.round(p.stored - p.committed) };
+    if (this.log.isLevelEnabled('debug')) this.lastPrepare.afterMoment = { woke: wokeLate, end: Math.round(endRead - woke), commit: Math.round(p.committed - endRead), store: Math.round(p.stored - p.committed) };
     m.punctuateSeconds.observe(Number(process.hrtime.bigint() - t0) / 1e9);
     m.punctuations.inc({ trigger: 'timer', result: produced ? 'sealed' : 'nothing' });
     m.preparedPunctuations.inc({ result: 'committed' });
@@ -476,6 +458,21 @@ export class StreamTask {
     if (covered < end) return false;
     for (const a of this.arrived) if (a.records.length > 0 && this.processor.conflicts!(a.records)) return false;
     return true;
+  }
+
+  /**
+   * Runs the processor on an event, its transaction begun early (for `early`: the kind of event
+   * whose partitions to add; null: none). If the processor fails, the event's effects are
+   * forgotten and its transaction abandoned before the error goes on.
+   */
+  private async runEvent(early: CommitKind | null, run: () => Promise<void>): Promise<void> {
+    if (early !== null) await this.txns!.beginEarly(early);
+    try {
+      await run();
+    } catch (e) {
+      await this.discardPending();
+      throw e;
+    }
   }
 
   private async discardPending(): Promise<void> {
