@@ -264,7 +264,8 @@ export class StreamThread {
           await t.ready;
           await t.punctuate(now, ends.get(t.partition));
           const end = ends.get(t.partition);
-          if (end !== undefined) {
+          // A task closed meanwhile has removed its partition's series: its next owner publishes them.
+          if (end !== undefined && !t.isClosed) {
             m.lag.set({ group: this.groupId, topic: this.topology.source, partition: String(t.partition) }, Math.max(0, end - t.position));
             m.caughtUp.set({ partition: String(t.partition) }, t.position >= end ? 1 : 0);
           }
