@@ -21,6 +21,7 @@ import { fmtInt, fmtRatio, IRC_SAMPLE, KS_JAR, loadAverage, ROOT, spawnBenchScri
 import { runThroughput, type ThroughputResult } from './throughput';
 import { ALL_TRACKERS, runEndToEnd, runSealDelay, type EndToEndResult, type SealDelayResult, type DelayStats } from './latency';
 import { runBurst, runIdle, type BurstResult, type IdleResult } from './seal-timer';
+import type { SealTimerMode } from '../src/runtime/deadline-timer';
 import { amplificationRows, runLiveAmplification, type AmplificationResult } from './live-amplification';
 import { minutesArg, runSoak, soakOptionsFromEnv, soakRows, writeSoakSvg, type SoakResult } from './soak';
 import { memoryRows, runRocksdbMemory, type MemoryRun } from './rocksdb-memory';
@@ -169,7 +170,7 @@ async function main(): Promise<void> {
       chats: scale.burstChats, gapMs: 60_000, probesPerSecond: 200, log,
       // BURST_VARIANTS=deadline:250,tick:1000,... (SEAL_TIMER:PUNCTUATE_MAX_SEALS) picks others.
       variants: (process.env.BURST_VARIANTS ?? 'deadline:1000,deadline:250,deadline:0').split(',').map((v) => {
-        const [sealTimer, max] = v.split(':') as ['deadline' | 'tick' | 'prepare', string];
+        const [sealTimer, max] = v.split(':') as [SealTimerMode, string];
         const maxSeals = Number(max);
         return {
           sealTimer, maxSeals,

@@ -18,6 +18,7 @@ import type { ChatMessage } from '../src/records/types';
 import { topicNames } from '../src/topics';
 import { javaCompatiblePartitioner } from '../src/records/partitioner';
 import { encodeMessage } from './generator';
+import type { SealTimerMode } from '../src/runtime/deadline-timer';
 import {
   benchKafka, cleanup, createTopics, newRun, quantile, removeDir, sleep, topicEnd, groupCommitted, type Child, type RunEnv,
 } from './lib';
@@ -90,7 +91,7 @@ export interface LagStats { samples: number; p50: number; p99: number; max: numb
 
 export interface BurstResult {
   variant: string;
-  sealTimer: 'deadline' | 'tick' | 'prepare';
+  sealTimer: SealTimerMode;
   maxSeals: number;
   chats: number;
   gapMs: number;
@@ -115,7 +116,7 @@ function lagStats(xs: number[]): LagStats {
 }
 
 export async function runBurst(opts: {
-  chats: number; gapMs: number; probesPerSecond: number; variants: { variant: string; sealTimer: 'deadline' | 'tick' | 'prepare'; maxSeals: number }[]; log: (s: string) => void;
+  chats: number; gapMs: number; probesPerSecond: number; variants: { variant: string; sealTimer: SealTimerMode; maxSeals: number }[]; log: (s: string) => void;
   trackerEnv?: Record<string, string>; keepOutput?: (output: string) => void;
 }): Promise<BurstResult[]> {
   const out: BurstResult[] = [];
@@ -128,7 +129,7 @@ export async function runBurst(opts: {
 }
 
 async function burstOnce(opts: {
-  chats: number; gapMs: number; probesPerSecond: number; variant: string; sealTimer: 'deadline' | 'tick' | 'prepare'; maxSeals: number;
+  chats: number; gapMs: number; probesPerSecond: number; variant: string; sealTimer: SealTimerMode; maxSeals: number;
   trackerEnv?: Record<string, string>; keepOutput?: (output: string) => void;
 }): Promise<BurstResult> {
   const kafka = benchKafka('bench-burst');
@@ -256,14 +257,14 @@ async function burstOnce(opts: {
 export interface IdleResult {
   chats: number;
   seconds: number;
-  trackers: { label: string; sealTimer: 'deadline' | 'tick' | 'prepare'; tickMs: number; cpuMs: number; cpuPercent: number; windowsMs: number[]; rssMb: number }[];
+  trackers: { label: string; sealTimer: SealTimerMode; tickMs: number; cpuMs: number; cpuPercent: number; windowsMs: number[]; rssMb: number }[];
 }
 
-const IDLE: { label: string; sealTimer: 'deadline' | 'tick' | 'prepare'; tickMs: number }[] = [
+const IDLE: { label: string; sealTimer: SealTimerMode; tickMs: number }[] = [
   { label: 'seal timer, prepared ahead (prepare), tick 1 s', sealTimer: 'prepare', tickMs: 1000 },
-  { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline' as const, tickMs: 1000 },
-  { label: 'fixed tick 1 s', sealTimer: 'tick' as const, tickMs: 1000 },
-  { label: 'fixed tick 250 ms', sealTimer: 'tick' as const, tickMs: 250 },
+  { label: 'seal timer (deadline), tick 1 s', sealTimer: 'deadline', tickMs: 1000 },
+  { label: 'fixed tick 1 s', sealTimer: 'tick', tickMs: 1000 },
+  { label: 'fixed tick 250 ms', sealTimer: 'tick', tickMs: 250 },
 ];
 
 export async function runIdle(opts: { chats: number; seconds: number; log: (s: string) => void }): Promise<IdleResult> {

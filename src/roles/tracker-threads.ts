@@ -17,7 +17,7 @@ import type { Config } from '../config';
 import { logger } from '../log';
 import type { Route } from '../http-server';
 import { provisionTracker } from './tracker';
-import { StoreLeases } from './store-leases';
+import { StoreLeases } from '../runtime/store-leases';
 import type { LeaseGranted, LeaseMessage, ThreadReply, ThreadRequest, ThreadStarted, WorkerData } from './tracker-worker';
 
 /** A registry's series as prom-client's getMetricsAsJSON() gives them. */

@@ -34,12 +34,22 @@ async function main(): Promise<void> {
     granting.set(lease, () => resolve(() => port.postMessage({ op: 'release', partition } satisfies LeaseMessage)));
     port.postMessage({ op: 'lease', partition, lease } satisfies LeaseMessage);
   });
-  let role: TrackerRole;
+  // Requests come only once 'started' is sent; grants come during the start too (restores).
+  let role: TrackerRole | null = null;
   port.on('message', (msg: ThreadRequest | LeaseGranted) => {
-    if ('op' in msg && msg.op === 'granted') {
+    if (msg.op === 'granted') {
       granting.get(msg.lease)?.();
       granting.delete(msg.lease);
+      return;
     }
+    answer(role!, msg).then(
+      (value) => {
+        port.postMessage({ id: msg.id, ok: true, value } satisfies ThreadReply);
+        // Stopped: nothing is left to keep the thread alive once the port is closed.
+        if (msg.op === 'stop') port.close();
+      },
+      (e) => port.postMessage({ id: msg.id, ok: false, error: (e as Error)?.message ?? String(e) } satisfies ThreadReply),
+    );
   });
   try {
     role = await startTracker(cfg, endpoint, { index, sourcePartitions, storeLease });
@@ -48,32 +58,22 @@ async function main(): Promise<void> {
     port.close(); // nothing to answer: the thread exits
     return;
   }
-  const answer = async (req: ThreadRequest): Promise<unknown> => {
-    switch (req.op) {
-      case 'route': {
-        const route = role.routes[req.path];
-        if (!route) throw new Error(`no route ${req.path}`);
-        return route(new URL(req.url));
-      }
-      case 'ready': return role.ready();
-      case 'metrics': return registry.getMetricsAsJSON();
-      case 'stop':
-        await role.stop();
-        return true;
-    }
-  };
-  port.on('message', (req: ThreadRequest | LeaseGranted) => {
-    if (req.op === 'granted') return;
-    answer(req).then(
-      (value) => {
-        port.postMessage({ id: req.id, ok: true, value } satisfies ThreadReply);
-        // Stopped: nothing is left to keep the thread alive once the port is closed.
-        if (req.op === 'stop') port.close();
-      },
-      (e) => port.postMessage({ id: req.id, ok: false, error: (e as Error)?.message ?? String(e) } satisfies ThreadReply),
-    );
-  });
   port.postMessage({ op: 'started' } satisfies ThreadStarted);
+}
+
+async function answer(role: TrackerRole, req: ThreadRequest): Promise<unknown> {
+  switch (req.op) {
+    case 'route': {
+      const route = role.routes[req.path];
+      if (!route) throw new Error(`no route ${req.path}`);
+      return route(new URL(req.url));
+    }
+    case 'ready': return role.ready();
+    case 'metrics': return registry.getMetricsAsJSON();
+    case 'stop':
+      await role.stop();
+      return true;
+  }
 }
 
 void main();

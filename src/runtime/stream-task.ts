@@ -128,8 +128,8 @@ export class StreamTask {
     private readonly log: Logger,
     /** Reads the group's committed input offset (null: none yet). Called after fencing. */
     committedOffset: () => Promise<number | null>,
-    /** The previous task of this partition in this process, still closing its store. */
-    previous: Promise<void> = Promise.resolve(),
+    /** Resolves once the partition's store is this task's to open (the last task of the partition has closed it). */
+    storeFree: Promise<void> = Promise.resolve(),
     /** The seal timer; none: punctuated by the tick and after batches only. */
     timerOptions: TaskTimerOptions | null = null,
   ) {
@@ -140,7 +140,7 @@ export class StreamTask {
       });
     }
     this.ready = this.enqueue(async () => {
-      await previous;
+      await storeFree;
       return this.start(committedOffset);
     });
     this.ready.catch(() => undefined);

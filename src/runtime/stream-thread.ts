@@ -15,6 +15,7 @@ import { taskMetrics } from './runtime-metrics';
 import { COALESCE_MS, type SealTimerMode } from './deadline-timer';
 import { PartitionCounts } from '../kafka-send';
 import { runSupervised } from './consumer-supervisor';
+import { StoreLeases } from './store-leases';
 
 export interface StreamThreadOptions {
   punctuateIntervalMs: number;
@@ -31,9 +32,9 @@ export interface StreamThreadOptions {
   sealLeadMinMs?: number;
   sealLeadMaxMs?: number;
   /**
-   * When several stream threads of one process share STATE_DIR (STREAM_THREADS): waits until no
-   * other thread holds the partition's store, and holds it; the returned function gives it back.
-   * Within a thread, a new task of a partition already waits for the old one to close.
+   * Waits until no other task holds the partition's store, and holds it; the returned function
+   * gives it back (store-leases.ts). Default: leases of this thread's tasks; with several stream
+   * threads in one process (STREAM_THREADS), the process's.
    */
   storeLease?: (partition: number) => Promise<() => void>;
 }
@@ -61,9 +62,9 @@ export class StreamThread {
   private readonly reader: PartitionReader;
   private readonly partitionCounts = new PartitionCounts(async () => this.admin!);
   private readonly tasks = new Map<number, StreamTask>();
-  /** Tasks being closed, by partition: a new task of the partition opens its store after. */
-  private readonly closing = new Map<number, Promise<void>>();
-  /** The store leases of the tasks (with storeLease only), given back once a task has closed. */
+  /** Holds each partition's store for one task at a time: a task opens it once the last one has closed. */
+  private readonly storeLease: (partition: number) => Promise<() => void>;
+  /** The store leases of the tasks, given back once a task has closed. */
   private readonly leases = new Map<StreamTask, Promise<() => void>>();
   private reconciling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | null = null;
@@ -82,6 +83,8 @@ export class StreamThread {
       maxBytes: this.fetchMaxBytes(), maxBytesPerPartition: this.fetchMaxBytesPerPartition(),
     });
     this.groupId = `${opts.appId}-${topology.name}`;
+    const own = new StoreLeases();
+    this.storeLease = opts.storeLease ?? ((partition) => own.lease(partition));
   }
 
   private fetchMaxBytesPerPartition(): number { return this.opts.fetchMaxBytesPerPartition ?? 1_048_576; }
@@ -155,15 +158,17 @@ export class StreamThread {
     g.set({ state: 'running' }, running);
   }
 
-  /** Takes a task out of service and closes it; a later task of its partition waits for that. */
+  /** Takes a task out of service and closes it; a later task of its partition waits for its lease. */
   private retire(task: StreamTask, clean: boolean): Promise<void> {
     if (this.tasks.get(task.partition) === task) this.tasks.delete(task.partition);
     this.publishTaskStates();
-    const done = task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'))
-      .then(() => this.giveBack(task));
-    this.closing.set(task.partition, done);
-    void done.then(() => { if (this.closing.get(task.partition) === done) this.closing.delete(task.partition); });
-    return done;
+    return this.closeTask(task, clean);
+  }
+
+  /** Closes a task, then gives back its store's lease. */
+  private async closeTask(task: StreamTask, clean: boolean): Promise<void> {
+    await task.close(clean).catch((err) => this.log.warn({ err, partition: task.partition }, 'task close failed'));
+    await this.giveBack(task);
   }
 
   /** Gives back a closed task's store lease. */
@@ -171,14 +176,13 @@ export class StreamThread {
     const lease = this.leases.get(task);
     if (!lease) return;
     this.leases.delete(task);
-    (await lease.catch(() => () => undefined))();
+    (await lease)();
   }
 
   private taskFor(partition: number): StreamTask {
     let task = this.tasks.get(partition);
     if (!task) {
-      const lease = this.opts.storeLease?.(partition) ?? null;
-      const previous = lease === null ? this.closing.get(partition) : Promise.all([this.closing.get(partition), lease]).then(() => undefined);
+      const lease = this.storeLease(partition);
       task = new StreamTask(partition, {
         appId: this.opts.appId,
         groupId: this.groupId,
@@ -189,7 +193,7 @@ export class StreamThread {
         partitionCounts: this.partitionCounts,
         createPartitioner: this.topology.createPartitioner,
       }, this.kafka, this.reader, this.topology.processor(partition), this.log.child({ partition }),
-      () => this.committedOffset(partition), previous, {
+      () => this.committedOffset(partition), lease.then(() => undefined), {
         mode: this.opts.sealTimer ?? 'deadline',
         coalesceMs: this.opts.sealCoalesceMs ?? COALESCE_MS,
         maxDelayMs: this.opts.punctuateIntervalMs,
@@ -198,7 +202,7 @@ export class StreamThread {
         onError: (err) => this.punctuationFailed(created, err),
       });
       const created = task;
-      if (lease !== null) this.leases.set(task, lease);
+      this.leases.set(task, lease);
       this.tasks.set(partition, task);
       task.ready.then(() => this.publishTaskStates(), () => undefined);
       task.ready.catch((err) => {
@@ -335,7 +339,7 @@ export class StreamThread {
     if (this.timer) clearInterval(this.timer);
     // Stopping the consumer waits for in-flight batches; then each task closes cleanly.
     await this.consumer?.stop().catch(() => undefined);
-    await Promise.all([...this.tasks.values()].map((t) => t.close(true).catch((err) => this.log.warn({ err }, 'task close failed')).then(() => this.giveBack(t))));
+    await Promise.all([...this.tasks.values()].map((t) => this.closeTask(t, true)));
     this.tasks.clear();
     this.publishTaskStates();
     await this.consumer?.disconnect().catch(() => undefined);

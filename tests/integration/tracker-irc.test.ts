@@ -1,29 +1,20 @@
 // The bundled IRC sample through the real tracker on the real broker and registry: exactly the
 // outcome data/irc/README.md states, and the same conversations again from a fresh replay.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream } from 'node:fs';
 import readline from 'node:readline';
-import { isolatedEnv, configOf, testKafka, waitFor, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
-import { sealedAndLate as readSealedAndLate } from '../support/topic-reader';
+import { configOf, waitFor, IRC_SAMPLE, REGISTRY_URL } from '../support/harness';
 import { awaitIrcOutcome } from '../support/irc-expected';
-import { startApp, type App } from '../../src/app';
-import { ensureTopics, topicNames } from '../../src/topics';
-import { RecordCodec } from '../../src/records/codec';
+import { trackerBed } from '../support/tracker-bed';
+import { startApp } from '../../src/app';
+import { ensureTopics } from '../../src/topics';
 import { ChatMessageProducer } from '../../src/producer';
 import { parseChatMessageJson } from '../../src/records/validate';
 import type { ConversationSealed } from '../../src/records/types';
 
 process.env.LOG_LEVEL ??= 'warn';
-const env = isolatedEnv('irc', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms' });
-const cfg = configOf(env);
-const topics = topicNames(cfg);
-const kafka = testKafka();
-const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
-const apps: App[] = [];
-after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
-
-const sealedAndLate = () => readSealedAndLate(kafka, codec, topics);
+const { env, cfg, kafka, codec, apps, sealedAndLate } = trackerBed('irc', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms' });
 
 test('the IRC sample gives 87 conversations of 13,688 messages and 330 late messages', async () => {
   const admin = kafka.admin();

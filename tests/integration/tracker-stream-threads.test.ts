@@ -2,34 +2,25 @@
 // registry: the bundled IRC sample gives the outcome data/irc/README.md states, as on one thread;
 // the group has one member per thread and each thread its share of the partitions; the process's
 // HTTP endpoint answers for both threads (status, chat, /metrics summed, /readyz).
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createReadStream, mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { AssignerProtocol } from 'kafkajs';
-import { isolatedEnv, configOf, testKafka, spawnRole, waitFor, IRC_SAMPLE, REGISTRY_URL, type ChildRole } from '../support/harness';
+import { isolatedEnv, configOf, spawnRole, waitFor, IRC_SAMPLE, REGISTRY_URL, type ChildRole } from '../support/harness';
 import { endpointOf } from '../support/role-logs';
-import { sealedAndLate as readSealedAndLate } from '../support/topic-reader';
 import { awaitIrcOutcome } from '../support/irc-expected';
-import { startApp, type App } from '../../src/app';
-import { ensureTopics, topicNames } from '../../src/topics';
-import { RecordCodec } from '../../src/records/codec';
+import { trackerBed } from '../support/tracker-bed';
+import { startApp } from '../../src/app';
+import { ensureTopics } from '../../src/topics';
 import { ChatMessageProducer } from '../../src/producer';
 import { parseChatMessageJson } from '../../src/records/validate';
 import type { ChatMessage } from '../../src/records/types';
 
 process.env.LOG_LEVEL ??= 'warn';
-const env = isolatedEnv('threads', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', STREAM_THREADS: '2' });
-const cfg = configOf(env);
-const topics = topicNames(cfg);
-const kafka = testKafka();
-const codec = new RecordCodec({ registryUrl: cfg.schemaRegistryUrl, topics });
-const apps: App[] = [];
-after(async () => { for (const a of apps) await a.stop().catch(() => undefined); });
-
-const sealedAndLate = () => readSealedAndLate(kafka, codec, topics);
+const { cfg, topics, kafka, codec, apps, sealedAndLate } = trackerBed('threads', { SCHEMA_REGISTRY_URL: REGISTRY_URL, PUNCTUATE_INTERVAL: '200ms', STREAM_THREADS: '2' });
 
 async function produceSample(): Promise<ChatMessage[]> {
   const all: ChatMessage[] = [];

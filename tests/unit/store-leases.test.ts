@@ -1,7 +1,7 @@
 // The store leases of a process's stream threads: one holder per partition, waiters in order.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { StoreLeases } from '../../src/roles/store-leases';
+import { StoreLeases } from '../../src/runtime/store-leases';
 
 test('a partition\'s store is granted to one holder at a time, the waiters in the order they asked', () => {
   const leases = new StoreLeases();
