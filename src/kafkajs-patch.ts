@@ -14,6 +14,7 @@
 import path from 'node:path';
 import Module from 'node:module';
 import { encodeProduceRequest, type ProduceRequestArgs } from './runtime/produce-request';
+import { decodeMessages } from './runtime/fetch-messages';
 
 /** kafkajs' installed package, whose files are patched below. */
 const KAFKAJS_DIR = path.dirname(require.resolve('kafkajs/package.json'));
@@ -171,4 +172,23 @@ export function takeTransactionManager(transactionalId: string): TransactionMana
 /** Whether kafkajs' producers get their transaction manager through eosFactory (false: kafkajs was loaded first). */
 export function transactionManagerPatched(): boolean {
   return require.cache[eosFile]?.exports === eosFactory;
+}
+
+// A fifth: the decoding of a Fetch response's record batches (src/protocol/requests/fetch/v4/
+// decodeMessages.js, which the responses of Fetch v4 to v11 require), replaced by
+// src/runtime/fetch-messages.ts: the same records without kafkajs' Long arithmetic per record.
+// Put into the module cache as the grouping is, before kafkajs' consumer requires the file.
+const fetchMessagesFile = path.join(KAFKAJS_DIR, 'src/protocol/requests/fetch/v4/decodeMessages.js');
+install(fetchMessagesFile, decodeMessages);
+
+/** Whether kafkajs' Fetch responses are decoded by fetch-messages.ts (false: kafkajs was loaded first). */
+export function fetchDecodingPatched(): boolean {
+  return require.cache[fetchMessagesFile]?.exports === decodeMessages;
+}
+
+let kafkajsFetchMessages: typeof decodeMessages | null = null;
+/** kafkajs' own decodeMessages (for the test). */
+export function kafkajsDecodeMessages(): typeof decodeMessages {
+  kafkajsFetchMessages ??= original<typeof decodeMessages>(fetchMessagesFile);
+  return kafkajsFetchMessages;
 }

@@ -23,7 +23,7 @@ const ABORT_MARKER = 0;
 export interface AbortedTransaction { producerId: bigint; firstOffset: number }
 
 /** Headers of a record that has none: one shared object, never written to. */
-const NO_HEADERS: RawRecord['headers'] = Object.freeze({});
+const NO_HEADERS: NonNullable<RawRecord['headers']> = Object.freeze({});
 
 export interface DecodedRecords {
   records: RawRecord[];
@@ -31,7 +31,7 @@ export interface DecodedRecords {
   nextOffset: number;
 }
 
-/** A cursor over one record: zig-zag varints as the format writes them. */
+/** A cursor over a batch's records: zig-zag varints as the format writes them. */
 class Cursor {
   constructor(readonly buf: Buffer, public pos: number) {}
 
@@ -58,6 +58,95 @@ class Cursor {
   }
 }
 
+/** The header of one record batch (message format v2) that starts at `pos`. */
+export interface BatchHeader {
+  baseOffset: number;
+  /** The batch's end in the buffer (past its last record). */
+  end: number;
+  magic: number;
+  attributes: number;
+  lastOffset: number;
+  firstTimestamp: number;
+  maxTimestamp: number;
+  producerId: bigint;
+  count: number;
+}
+
+/** The batch at `pos`, or null when the buffer holds only part of it (a response's cut-off tail). */
+export function batchHeader(data: Buffer, pos: number): BatchHeader | null {
+  if (pos + 12 > data.length) return null;
+  const length = data.readInt32BE(pos + 8);
+  const end = pos + 12 + length;
+  if (end > data.length || length < HEADER_BYTES - 12) return null;
+  const baseOffset = Number(data.readBigInt64BE(pos));
+  return {
+    baseOffset, end,
+    magic: data.readInt8(pos + 16),
+    attributes: data.readInt16BE(pos + 21),
+    lastOffset: baseOffset + data.readInt32BE(pos + 23),
+    firstTimestamp: Number(data.readBigInt64BE(pos + 27)),
+    maxTimestamp: Number(data.readBigInt64BE(pos + 35)),
+    producerId: data.readBigInt64BE(pos + 43),
+    count: data.readInt32BE(pos + 57),
+  };
+}
+
+export const isControlBatch = (h: BatchHeader) => (h.attributes & CONTROL) !== 0;
+export const isTransactionalBatch = (h: BatchHeader) => (h.attributes & TRANSACTIONAL) !== 0;
+export const isCompressedBatch = (h: BatchHeader) => (h.attributes & COMPRESSION_MASK) !== 0;
+
+/**
+ * An uncompressed batch's records, read one after the other in place: `next()` sets the fields
+ * to the next record's. Keys and values are slices of the batch; a record without headers gets
+ * the one shared empty headers object.
+ */
+export class BatchRecords {
+  offset = 0;
+  timestamp = 0;
+  key: Buffer | null = null;
+  value: Buffer | null = null;
+  headers: NonNullable<RawRecord['headers']> = NO_HEADERS;
+  private readonly c: Cursor;
+  private readonly logAppendTime: boolean;
+
+  constructor(data: Buffer, start: number, private readonly h: BatchHeader) {
+    this.c = new Cursor(data, start + HEADER_BYTES);
+    this.logAppendTime = (h.attributes & LOG_APPEND_TIME) !== 0;
+  }
+
+  next(): void {
+    const c = this.c;
+    const recordLength = c.varint();
+    const recordEnd = c.pos + recordLength;
+    c.pos++; // attributes (unused)
+    const timestampDelta = c.varint();
+    this.offset = this.h.baseOffset + c.varint();
+    this.timestamp = this.logAppendTime ? this.h.maxTimestamp : this.h.firstTimestamp + timestampDelta;
+    this.key = c.bytes();
+    this.value = c.bytes();
+    const headerCount = c.varint();
+    if (headerCount > 0) {
+      const h: NonNullable<RawRecord['headers']> = {};
+      for (let j = 0; j < headerCount; j++) {
+        const name = c.bytes()?.toString('utf8') ?? '';
+        const v = c.bytes() as Buffer; // null for a null value, as kafkajs gives it
+        const was = h[name];
+        h[name] = was === undefined ? v : Array.isArray(was) ? [...was, v] : [was, v];
+      }
+      this.headers = h;
+    } else {
+      this.headers = NO_HEADERS;
+    }
+    c.pos = recordEnd;
+  }
+
+  /** The control record's type (a commit or abort marker's key: version int16, type int16); null if unreadable. */
+  controlType(): number | null {
+    this.next();
+    return this.key !== null && this.key.length >= 4 ? this.key.readInt16BE(2) : null;
+  }
+}
+
 /**
  * The committed records at or after `fetchOffset` in `data` (the partition's records field),
  * given the response's aborted transactions, and the offset to fetch next.
@@ -70,70 +159,29 @@ export async function decodeRecordBatches(data: Buffer, fetchOffset: number, abo
   const abortedProducers = new Set<bigint>();
   let nextOffset = fetchOffset;
   let pos = 0;
-  while (pos + 12 <= data.length) {
-    const baseOffset = Number(data.readBigInt64BE(pos));
-    const length = data.readInt32BE(pos + 8);
-    const end = pos + 12 + length;
-    if (end > data.length || length < HEADER_BYTES - 12) break; // the response's partial last batch
-    const magic = data.readInt8(pos + 16);
-    if (magic !== 2) throw new Error(`record batch at offset ${baseOffset}: message format ${magic}, only v2 is read`);
-    const attributes = data.readInt16BE(pos + 21);
-    const lastOffset = baseOffset + data.readInt32BE(pos + 23);
-    const producerId = data.readBigInt64BE(pos + 43);
+  for (let h = batchHeader(data, pos); h !== null; h = batchHeader(data, pos)) {
+    if (h.magic !== 2) throw new Error(`record batch at offset ${h.baseOffset}: message format ${h.magic}, only v2 is read`);
     const start = pos;
-    pos = end;
-    nextOffset = Math.max(nextOffset, lastOffset + 1);
-    if (lastOffset < fetchOffset) continue;
-    while (nextAborted < pending.length && pending[nextAborted]!.firstOffset <= lastOffset) {
+    pos = h.end;
+    nextOffset = Math.max(nextOffset, h.lastOffset + 1);
+    if (h.lastOffset < fetchOffset) continue;
+    while (nextAborted < pending.length && pending[nextAborted]!.firstOffset <= h.lastOffset) {
       abortedProducers.add(pending[nextAborted++]!.producerId);
     }
-    if (attributes & CONTROL) {
-      // One control record: key = version int16, type int16.
-      if (abortedProducers.has(producerId)) {
-        const c = new Cursor(data, start + HEADER_BYTES);
-        c.varint(); // length
-        c.pos++; // attributes
-        c.varint(); // timestamp delta
-        c.varint(); // offset delta
-        const key = c.bytes();
-        if (key !== null && key.length >= 4 && key.readInt16BE(2) === ABORT_MARKER) abortedProducers.delete(producerId);
-      }
+    if (isControlBatch(h)) {
+      if (abortedProducers.has(h.producerId) && new BatchRecords(data, start, h).controlType() === ABORT_MARKER) abortedProducers.delete(h.producerId);
       continue;
     }
-    if ((attributes & TRANSACTIONAL) && abortedProducers.has(producerId)) continue;
-    if (attributes & COMPRESSION_MASK) {
-      for (const r of await decodeCompressed(data.subarray(start, end))) if (Number(r.offset) >= fetchOffset) records.push(r);
+    if (isTransactionalBatch(h) && abortedProducers.has(h.producerId)) continue;
+    if (isCompressedBatch(h)) {
+      for (const r of await decodeCompressed(data.subarray(start, h.end))) if (Number(r.offset) >= fetchOffset) records.push(r);
       continue;
     }
-    const firstTimestamp = Number(data.readBigInt64BE(start + 27));
-    const maxTimestamp = attributes & LOG_APPEND_TIME ? Number(data.readBigInt64BE(start + 35)) : null;
-    const count = data.readInt32BE(start + 57);
-    const c = new Cursor(data, start + HEADER_BYTES);
-    for (let i = 0; i < count; i++) {
-      const recordLength = c.varint();
-      const recordEnd = c.pos + recordLength;
-      c.pos++; // attributes (unused)
-      const timestampDelta = c.varint();
-      const offset = baseOffset + c.varint();
-      const key = c.bytes();
-      const value = c.bytes();
-      const headerCount = c.varint();
-      let headers: RawRecord['headers'];
-      if (headerCount > 0) {
-        const h: NonNullable<RawRecord['headers']> = {};
-        for (let j = 0; j < headerCount; j++) {
-          const name = c.bytes()?.toString('utf8') ?? '';
-          const v = c.bytes() as Buffer; // null for a null value, as kafkajs gives it
-          const was = h[name];
-          h[name] = was === undefined ? v : Array.isArray(was) ? [...was, v] : [was, v];
-        }
-        headers = h;
-      } else {
-        headers = NO_HEADERS;
-      }
-      c.pos = recordEnd;
-      if (offset < fetchOffset) continue;
-      records.push({ key, value, offset: String(offset), timestamp: String(maxTimestamp ?? firstTimestamp + timestampDelta), headers });
+    const r = new BatchRecords(data, start, h);
+    for (let i = 0; i < h.count; i++) {
+      r.next();
+      if (r.offset < fetchOffset) continue;
+      records.push({ key: r.key, value: r.value, offset: String(r.offset), timestamp: String(r.timestamp), headers: r.headers });
     }
   }
   return { records, nextOffset };

@@ -5,37 +5,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeRecordBatches } from '../../src/runtime/record-batches';
 import type { RawRecord } from '../../src/runtime/partition-reader';
+import { batch, Compression, VARIED_RECORDS } from '../support/record-batch-bytes';
 
 /* eslint-disable @typescript-eslint/no-require-imports */
-const { RecordBatch } = require('kafkajs/src/protocol/recordBatch/v0');
-const Record = require('kafkajs/src/protocol/recordBatch/record/v0');
 const RecordBatchDecoder = require('kafkajs/src/protocol/recordBatch/v0/decoder');
 const Decoder = require('kafkajs/src/protocol/decoder');
-const Long = require('kafkajs/src/utils/long');
-const { Types: Compression } = require('kafkajs/src/protocol/message/compression');
 /* eslint-enable @typescript-eslint/no-require-imports */
-
-interface R { key: Buffer | null; value: Buffer | null; headers?: Record<string, Buffer | Buffer[]>; timestampDelta?: number }
-
-async function batch(firstOffset: number, records: R[], opts: { producerId?: number; transactional?: boolean; control?: 'abort' | 'commit'; compression?: number; firstTimestamp?: number } = {}): Promise<Buffer> {
-  const encoded = (opts.control !== undefined
-    ? [Record({ offsetDelta: 0, key: Buffer.from([0, 0, 0, opts.control === 'abort' ? 0 : 1]), value: Buffer.from([0, 0, 0, 0, 0, 0]) })]
-    : records.map((r, i) => Record({ offsetDelta: i, timestampDelta: r.timestampDelta ?? i * 10, key: r.key, value: r.value, headers: r.headers })));
-  const enc = await RecordBatch({
-    compression: opts.compression ?? Compression.None,
-    firstOffset: Long.fromValue(firstOffset),
-    firstTimestamp: opts.firstTimestamp ?? 1_700_000_000_000,
-    maxTimestamp: opts.firstTimestamp ?? 1_700_000_000_000,
-    lastOffsetDelta: encoded.length - 1,
-    transactional: opts.transactional ?? opts.control !== undefined,
-    producerId: Long.fromValue(opts.producerId ?? -1),
-    records: encoded,
-  });
-  const buf = Buffer.from(enc.buffer as Buffer);
-  // kafkajs encodes no control batches: set the control bit (attributes at byte 21; CRCs are not checked).
-  if (opts.control !== undefined) buf.writeInt16BE(buf.readInt16BE(21) | 0x20, 21);
-  return buf;
-}
 
 /** What kafkajs decodes from the same bytes, batch by batch (no transaction filtering). */
 async function kafkajsRecords(data: Buffer): Promise<RawRecord[]> {
@@ -56,13 +31,7 @@ const b = (s: string) => Buffer.from(s);
 
 test('records from the fetch offset on, as kafkajs decodes them', async () => {
   const data = Buffer.concat([
-    await batch(100, [
-      { key: b('a'), value: b('1') },
-      { key: null, value: b('keyless') },
-      { key: b('tombstone'), value: null },
-      { key: b('h'), value: b('with headers'), headers: { one: b('x'), two: [b('y'), b('z')] } },
-      { key: b('\u0000n\u0000chat'), value: Buffer.alloc(300, 7), timestampDelta: -5 },
-    ], { firstTimestamp: 1_764_000_000_123 }),
+    await batch(100, VARIED_RECORDS, { firstTimestamp: 1_764_000_000_123 }),
     await batch(105, [{ key: b('next'), value: b(''), timestampDelta: 2 ** 40 }]),
   ]);
   const all = await kafkajsRecords(data);
