@@ -343,17 +343,30 @@ export function recordValue(v: Buffer | null | PendingMessage): Buffer | null {
 }
 
 /**
- * Writes for a message the rules placed. Called right after the step that placed it, before any
- * later step of the same transaction.
+ * The open messages a transaction placed, by identity, not yet in its writes: `writePlaced` puts
+ * them there at its end, but for those it sealed first, which are never written (on a backlog,
+ * most of them). Keyed by the message object, so that placing and sealing one builds no key.
  */
-export function placed(sc: StoredChat, m: ChatMessage, arrivedAt: number, into: OpenConversation, writes: RecordWrites, fresh: Set<string>): void {
+export type PlacedMessages = Map<ChatMessage, PendingMessage>;
+
+/**
+ * A message the rules placed. Called right after the step that placed it, before any later step
+ * of the same transaction.
+ */
+export function placed(sc: StoredChat, m: ChatMessage, arrivedAt: number, into: OpenConversation, placedNow: PlacedMessages): void {
   const seq = sc.nextSeq++;
   sc.seqOf.set(m, seq);
-  const key = messageKey(sc.state.chatId, m.message_id);
-  // Fresh unless the store holds the key: an open message never has a placed id, so that is a
-  // record this transaction deleted (its conversation sealed and forgotten, the id re-sent).
-  if (writes.get(key) !== null) fresh.add(key);
-  writes.set(key, new PendingMessage(m, arrivedAt, seq, threadTag(sc, into)));
+  placedNow.set(m, new PendingMessage(m, arrivedAt, seq, threadTag(sc, into)));
+}
+
+/**
+ * The records of the messages a transaction placed and left open, at its end, before `structure`
+ * (which may log some again with their thread's tag). A record replaces any delete of its key
+ * this transaction made: the message of a conversation sealed earlier in it, re-sent since.
+ */
+export function writePlaced(placedNow: PlacedMessages, writes: RecordWrites): void {
+  for (const [m, pending] of placedNow) writes.set(messageKey(m.chat_id, m.message_id), pending);
+  placedNow.clear();
 }
 
 /** The tag of an open thread (a new one gets the next); undefined in gap mode. */
@@ -394,13 +407,12 @@ export function completeSealFrom(sc: StoredChat, o: { conversation: Conversation
 }
 
 /** Deletes of the records of messages that left the open state (sealed). */
-export function sealedMessages(sc: StoredChat, messages: ChatMessage[], writes: RecordWrites, fresh: Set<string>): void {
+export function sealedMessages(sc: StoredChat, messages: ChatMessage[], writes: RecordWrites, placedNow: PlacedMessages): void {
   const chat = sc.state.chatId;
   for (const m of messages) {
     sc.seqOf.delete(m);
-    const key = messageKey(chat, m.message_id);
-    // Placed and sealed in the same transaction: nothing was ever written under this key.
-    if (fresh.has(key)) { writes.delete(key); fresh.delete(key); } else writes.set(key, null);
+    // Placed and sealed in the same transaction: nothing was ever written for it.
+    if (!placedNow.delete(m)) writes.set(messageKey(chat, m.message_id), null);
   }
 }
 
@@ -493,18 +505,13 @@ export function everything(sc: StoredChat, writes: RecordWrites): void {
 
 /**
  * A chat read from version-2 records, logged in this layout by the transaction that loaded it: its
- * open messages under their ids (fresh: a seal in the same transaction drops them unwritten), the
- * old keys' tombstones, and (at `structure`) the chat and summary records. Its sealed and window
- * records keep their keys and format.
+ * open messages under their ids (as if placed by it: a seal in the same transaction drops them
+ * unwritten), the old keys' tombstones, and (at `structure`) the chat and summary records. Its
+ * sealed and window records keep their keys and format.
  */
-export function convertV2(sc: StoredChat, writes: RecordWrites, fresh: Set<string>): void {
-  const chat = sc.state.chatId;
+export function convertV2(sc: StoredChat, writes: RecordWrites, placedNow: PlacedMessages): void {
   for (const c of sc.state.open) {
-    for (const m of c.messages) {
-      const key = messageKey(chat, m.message_id);
-      writes.set(key, new PendingMessage(m, c.arrivedAt, sc.seqOf.get(m)!, threadTag(sc, c)));
-      fresh.add(key);
-    }
+    for (const m of c.messages) placedNow.set(m, new PendingMessage(m, c.arrivedAt, sc.seqOf.get(m)!, threadTag(sc, c)));
   }
   for (const key of sc.legacyKeys ?? []) writes.set(key, null);
   sc.legacyKeys = null;

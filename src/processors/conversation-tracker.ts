@@ -20,8 +20,8 @@ import {
   type ChatState, type Output, type PendingSeal, type RulesConfig, STATE_VERSION, isComplete, isThreadMode, nextDeadline, openConversations, step,
 } from '../sessionization/rules';
 import {
-  type StoredChat, type RecordWrites, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
-  metaKey, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1,
+  type StoredChat, type RecordWrites, type PlacedMessages, type MetaRecord, assembleChat, completeSealFrom, convertV2, parseMeta, recordValue, everything, legacyMessagePrefix, messageKey, messagePrefix,
+  metaKey, newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, writePlaced,
 } from './chat-state-layout';
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
@@ -107,9 +107,9 @@ export class ConversationTracker implements Processor {
   private dirty = new Set<string>();
   /** The chats the last flush wrote: until the next event begins, its transaction may still be open. */
   private flushed = new Set<string>();
-  /** This transaction's record writes, and the keys among them first written by it. */
+  /** This transaction's record writes, and the messages it placed (written at its end unless it sealed them). */
   private writes: RecordWrites = new Map();
-  private readonly fresh = new Set<string>();
+  private readonly placedNow: PlacedMessages = new Map();
   /**
    * Chats converted from version-1 records, to be logged in the current layout. The conversion is
    * written to the store at once (restore, init), so it is also marked there (u␀<chat>): a task
@@ -306,7 +306,7 @@ export class ConversationTracker implements Processor {
         const res = step(entry.state, { type: 'message', message: d, now, storedOpenId }, this.deps.rules);
         entry.state = res.state;
         this.dirty.add(d.chat_id);
-        if (res.placedIn !== undefined) placed(entry, d, now, res.placedIn, this.writes, this.fresh);
+        if (res.placedIn !== undefined) placed(entry, d, now, res.placedIn, this.placedNow);
         await this.emit(entry, res.outputs, r);
       }
     }
@@ -448,7 +448,7 @@ export class ConversationTracker implements Processor {
         case 'sealed': {
           if (o.pending !== undefined) await this.complete(entry, o);
           const c = o.conversation;
-          sealedMessages(entry, c.messages, this.writes, this.fresh);
+          sealedMessages(entry, c.messages, this.writes, this.placedNow);
           this.sealedCounts[c.seal_reason]++;
           if (c.seal_reason === 'GAP_TIMEOUT') {
             // From the deadline, or from when the partition caught up if that was later: a
@@ -512,7 +512,7 @@ export class ConversationTracker implements Processor {
       const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0, heap: 0 };
       this.cache.add(chat, entry);
       // A version-2 chat: this transaction logs it in the current layout.
-      if (entry.legacyKeys !== null) { convertV2(entry, this.writes, this.fresh); this.dirty.add(chat); }
+      if (entry.legacyKeys !== null) { convertV2(entry, this.writes, this.placedNow); this.dirty.add(chat); }
     }
     m().chatLoads.inc(chats.length);
     m().chatLoadRecords.inc(records);
@@ -584,6 +584,7 @@ export class ConversationTracker implements Processor {
     }
     if (this.dirty.size === 0 && this.writes.size === 0) return;
     const local: StoreOp[] = [];
+    writePlaced(this.placedNow, this.writes);
     for (const chat of this.dirty) {
       const e = this.entry(chat);
       structure(e, this.writes);
@@ -607,7 +608,7 @@ export class ConversationTracker implements Processor {
       }
     }
     this.writes = new Map();
-    this.fresh.clear();
+    this.placedNow.clear();
     // What this flush wrote stays known (conflicts()) until the next event; no allocation per flush.
     const wrote = this.dirty;
     this.dirty = this.flushed;
@@ -629,7 +630,7 @@ export class ConversationTracker implements Processor {
     this.cache.clear();
     this.dirty.clear();
     this.writes = new Map();
-    this.fresh.clear();
+    this.placedNow.clear();
     // Conversions the failed transaction was to log are pending again (their u␀ marks stay in the store).
     for (const chat of this.upgradesInFlight) this.upgraded.add(chat);
     this.upgradesInFlight.clear();

@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  type StoredChat, type RecordWrites, assembleChat, completeSealFrom, convertV2, recordValue, everything, messageKey, messagePrefix, metaKey,
+  type StoredChat, type RecordWrites, type PlacedMessages, writePlaced, assembleChat, completeSealFrom, convertV2, recordValue, everything, messageKey, messagePrefix, metaKey,
   newStoredChat, parseKey, placed, prefixEnd, sealedMessages, sealedPrefix, structure, summaryKey, upgradeV1, windowPrefix,
 } from '../../src/processors/chat-state-layout';
 import { type ChatState, type Output, type RulesConfig, encodeState, isComplete, step, STATE_VERSION } from '../../src/sessionization/rules';
@@ -80,7 +80,7 @@ function run(threads: boolean, seed: number): { txns: number; messages: number; 
   const sent: ChatMessage[] = [];
   for (let txn = 0; txn < 120; txn++) {
     const writes: RecordWrites = new Map();
-    const fresh = new Set<string>();
+    const placedNow: PlacedMessages = new Map();
     const steps = 1 + Math.floor(rng.next() * 6);
     for (let k = 0; k < steps; k++) {
       const r = rng.next();
@@ -116,14 +116,15 @@ function run(threads: boolean, seed: number): { txns: number; messages: number; 
       ref = want.state;
       const res = step(sc.state, event, rules);
       sc.state = res.state;
-      if (m !== null && res.placedIn !== undefined) placed(sc, m, t, res.placedIn, writes, fresh);
+      if (m !== null && res.placedIn !== undefined) placed(sc, m, t, res.placedIn, placedNow);
       for (const o of res.outputs) {
         if (o.kind !== 'sealed') continue;
         if (o.pending) { completeSealFrom(sc, o, records.prefix(messagePrefix(chat)), writes); completed++; }
-        sealedMessages(sc, o.conversation.messages, writes, fresh);
+        sealedMessages(sc, o.conversation.messages, writes, placedNow);
       }
       assert.equal(outputsOf(res.outputs), outputsOf(want.outputs), `seed ${seed}, transaction ${txn}: the outputs of ${event.type}`);
     }
+    writePlaced(placedNow, writes);
     structure(sc, writes);
     records.apply(writes);
     writesTotal += writes.size;
@@ -166,8 +167,10 @@ test('a joining message writes one record; the chat record is not rewritten', ()
     const m: ChatMessage = { message_id: `x${i}`, chat_id: 'c', sender_id: 's', sent_at: at, text: 't', chat_type: null, is_from_me: false, reply_to_message_id: null, account_id: null };
     const res = step(sc.state, { type: 'message', message: m, now: at }, rules);
     sc.state = res.state;
-    if (res.placedIn) placed(sc, m, at, res.placedIn, writes, new Set());
-    for (const o of res.outputs) if (o.kind === 'sealed') sealedMessages(sc, o.conversation.messages, writes, new Set());
+    const placedNow: PlacedMessages = new Map();
+    if (res.placedIn) placed(sc, m, at, res.placedIn, placedNow);
+    for (const o of res.outputs) if (o.kind === 'sealed') sealedMessages(sc, o.conversation.messages, writes, placedNow);
+    writePlaced(placedNow, writes);
     structure(sc, writes);
     records.apply(writes);
     return [...writes.keys()].map((k) => parseKey(k).kind);
@@ -200,7 +203,9 @@ test('a version-2 chat converts when read: its messages logged under their ids, 
   const c = sc.state.open[0]!;
   assert.deepEqual([c.count, c.endedAt, c.arrivedAt, c.firstMessageId, sc.state.clock, sc.nextSeq], [3, 1050, 9, 'q0', 1050, 3]);
   const writes: RecordWrites = new Map();
-  convertV2(sc, writes, new Set());
+  const placedNow: PlacedMessages = new Map();
+  convertV2(sc, writes, placedNow);
+  writePlaced(placedNow, writes);
   structure(sc, writes);
   records.apply(writes);
   assert.deepEqual(records.prefix(`m\u0000${chat}\u0000`), [], 'the version-2 records are deleted');
