@@ -24,7 +24,7 @@ export function trackerTopology(cfg: Config, codec: RecordCodec, log: Logger, ta
   const rules = rulesConfigFrom(cfg, threadLinkerFor(cfg.modeByType));
   const io: TrackerCodec = {
     decodeChatMessage: (v) => codec.decodeChatMessage(v),
-    encodeSealed: (v) => codec.encode('ConversationSealed', v),
+    encodeSealed: (v) => codec.encodeBuilt('ConversationSealed', v),
     encodeLate: (v) => codec.encode('LateMessage', v),
     encodeCommandResult: (v) => codec.encode('CommandResult', v),
   };

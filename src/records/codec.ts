@@ -179,6 +179,22 @@ export class RecordCodec {
     return buf;
   }
 
+  /**
+   * Encodes a record this process built from values that were read through this codec: fields set
+   * from the schema's own types, nested ChatMessages as the codec decoded them (or as the tracker's
+   * layout restores them, with the same fields in the same order). In JSON that needs no reader's
+   * copy, which would validate every nested message again: the tracker's sealed conversations carry
+   * all their messages, and the copy was about 30 % of what encoding one cost (bench/profile.ts).
+   * Byte for byte what `encode` writes for such values (tests/unit/codec-built.test.ts). Avro goes
+   * through `encode`.
+   */
+  encodeBuilt<K extends RecordKind>(kind: K, value: RecordTypes[K]): Promise<Buffer> {
+    if (this.format !== 'json') return this.encode(kind, value);
+    const buf = Buffer.from(JSON.stringify(value), 'utf8');
+    this.checkSize(kind, buf.length);
+    return Promise.resolve(buf);
+  }
+
   /** Avro encoding with this codec's schema id; init() must have completed. */
   encodeAvroSync<K extends RecordKind>(kind: K, value: RecordTypes[K]): Buffer {
     const id = this.writerIds.get(kind);
