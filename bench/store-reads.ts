@@ -15,13 +15,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { StateStore, type StoreOp } from '../src/runtime/state-store';
 import { removeDir } from './lib';
+import { messageKey, messagePrefix, prefixEnd } from '../src/processors/chat-state-layout';
 
 const CONCURRENCY = 32;
 const VALUE = Buffer.alloc(300, 0x61);
 
-const prefix = (size: number, chat: number) => `n\u0000s${size}c${chat}\u0000`;
-const prefixEnd = (p: string) => `${p.slice(0, -1)}\u0001`;
-const keyOf = (size: number, chat: number, i: number) => `${prefix(size, chat)}m${String(i).padStart(4, '0')}`;
+// The tracker's own message keys (chat-state-layout.ts), of chats named by their size and number.
+const prefix = (size: number, chat: number) => messagePrefix(`s${size}c${chat}`);
+const keyOf = (size: number, chat: number, i: number) => messageKey(`s${size}c${chat}`, `m${String(i).padStart(4, '0')}`);
 
 interface Cost { wallUs: number; cpuUs: number }
 

@@ -174,7 +174,12 @@ export class RecordCodec {
 
   /** JSON encoding, whatever the setting. Times are integer epoch milliseconds. */
   encodeJson<K extends RecordKind>(kind: K, value: RecordTypes[K]): Buffer {
-    const buf = Buffer.from(JSON.stringify(this.normalize(kind, value)), 'utf8');
+    return this.jsonBytes(kind, this.normalize(kind, value));
+  }
+
+  /** A clean value's JSON, within the kind's size limit. */
+  private jsonBytes(kind: RecordKind, clean: unknown): Buffer {
+    const buf = Buffer.from(JSON.stringify(clean), 'utf8');
     this.checkSize(kind, buf.length);
     return buf;
   }
@@ -190,9 +195,7 @@ export class RecordCodec {
    */
   encodeBuilt<K extends RecordKind>(kind: K, value: RecordTypes[K]): Promise<Buffer> {
     if (this.format !== 'json') return this.encode(kind, value);
-    const buf = Buffer.from(JSON.stringify(value), 'utf8');
-    this.checkSize(kind, buf.length);
-    return Promise.resolve(buf);
+    return Promise.resolve(this.jsonBytes(kind, value));
   }
 
   /** Avro encoding with this codec's schema id; init() must have completed. */

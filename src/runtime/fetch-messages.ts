@@ -13,7 +13,7 @@
 // control records dropped; records below the fetch offset dropped) and every consumer work as
 // before. Compressed batches go to kafkajs' record-batch decoder, and an old message format (v0,
 // v1) to its message-set decoder, as kafkajs' own decodeMessages does.
-import { BatchRecords, batchHeader, isCompressedBatch, isControlBatch, isTransactionalBatch } from './record-batches';
+import { type BatchHeader, BatchRecords, batchHeader, isCompressedBatch, isControlBatch, isLogAppendTime, isTransactionalBatch } from './record-batches';
 
 /* eslint-disable @typescript-eslint/no-require-imports */
 const Decoder = require('kafkajs/src/protocol/decoder') as new (buf: Buffer) => KafkajsDecoder;
@@ -30,7 +30,6 @@ interface KafkajsDecoder {
 }
 
 const MAGIC_OFFSET = 16;
-const LOG_APPEND_TIME = 0x08;
 
 /** A record as kafkajs' record decoder gives it. */
 export interface KafkajsMessage {
@@ -46,7 +45,7 @@ export interface KafkajsMessage {
 }
 
 /** kafkajs' batch context, as its record-batch decoder builds it (64-bit fields as decimal strings). */
-function batchContext(data: Buffer, pos: number, h: NonNullable<ReturnType<typeof batchHeader>>): Record<string, unknown> {
+function batchContext(data: Buffer, pos: number, h: BatchHeader): Record<string, unknown> {
   return {
     firstOffset: String(h.baseOffset),
     firstTimestamp: String(h.firstTimestamp),
@@ -58,7 +57,7 @@ function batchContext(data: Buffer, pos: number, h: NonNullable<ReturnType<typeo
     producerEpoch: data.readInt16BE(pos + 51),
     firstSequence: data.readInt32BE(pos + 53),
     maxTimestamp: String(h.maxTimestamp),
-    timestampType: (h.attributes & LOG_APPEND_TIME) !== 0 ? TimestampTypes.LOG_APPEND_TIME : TimestampTypes.CREATE_TIME,
+    timestampType: isLogAppendTime(h) ? TimestampTypes.LOG_APPEND_TIME : TimestampTypes.CREATE_TIME,
     magicByte: h.magic,
   };
 }
@@ -85,7 +84,7 @@ export async function decodeMessages(decoder: KafkajsDecoder): Promise<unknown[]
     for (let i = 0; i < h.count; i++) {
       r.next();
       const m: KafkajsMessage = {
-        magicByte: h.magic, attributes: 0, timestamp: String(r.timestamp), offset: String(r.offset),
+        magicByte: h.magic, attributes: r.attributes, timestamp: String(r.timestamp), offset: String(r.offset),
         key: r.key, value: r.value, headers: r.headers, isControlRecord: control, batchContext: context,
       };
       out.push(m);

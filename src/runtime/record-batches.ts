@@ -94,6 +94,8 @@ export function batchHeader(data: Buffer, pos: number): BatchHeader | null {
 export const isControlBatch = (h: BatchHeader) => (h.attributes & CONTROL) !== 0;
 export const isTransactionalBatch = (h: BatchHeader) => (h.attributes & TRANSACTIONAL) !== 0;
 export const isCompressedBatch = (h: BatchHeader) => (h.attributes & COMPRESSION_MASK) !== 0;
+/** Whether the batch's records carry the broker's append time (its max timestamp) rather than their own. */
+export const isLogAppendTime = (h: BatchHeader) => (h.attributes & LOG_APPEND_TIME) !== 0;
 
 /**
  * An uncompressed batch's records, read one after the other in place: `next()` sets the fields
@@ -103,6 +105,8 @@ export const isCompressedBatch = (h: BatchHeader) => (h.attributes & COMPRESSION
 export class BatchRecords {
   offset = 0;
   timestamp = 0;
+  /** The record's own attributes byte (unused by format v2: 0). */
+  attributes = 0;
   key: Buffer | null = null;
   value: Buffer | null = null;
   headers: NonNullable<RawRecord['headers']> = NO_HEADERS;
@@ -111,14 +115,14 @@ export class BatchRecords {
 
   constructor(data: Buffer, start: number, private readonly h: BatchHeader) {
     this.c = new Cursor(data, start + HEADER_BYTES);
-    this.logAppendTime = (h.attributes & LOG_APPEND_TIME) !== 0;
+    this.logAppendTime = isLogAppendTime(h);
   }
 
   next(): void {
     const c = this.c;
     const recordLength = c.varint();
     const recordEnd = c.pos + recordLength;
-    c.pos++; // attributes (unused)
+    this.attributes = c.buf[c.pos++]!;
     const timestampDelta = c.varint();
     this.offset = this.h.baseOffset + c.varint();
     this.timestamp = this.logAppendTime ? this.h.maxTimestamp : this.h.firstTimestamp + timestampDelta;
