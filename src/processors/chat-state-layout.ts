@@ -202,6 +202,8 @@ export interface ChatRecords {
   summary?: Buffer | null;
   /** This layout's message records (`n␀`), or version 2's (`m␀`) for a version-2 chat record. */
   messages: [string, Buffer][] | null;
+  /** Instead of `messages`: the open messages as this layout's records hold them, already decoded (a cache's parked messages). */
+  held?: { messages: ChatMessage[]; seqs: number[] };
   sealed: [string, Buffer][];
   window?: [string, Buffer][];
 }
@@ -248,9 +250,12 @@ export function assembleChat(chat: string, r: ChatRecords): StoredChat | null {
   } else {
     state.clock = rec.k ?? null;
   }
-  if (r.messages !== null) {
+  if (r.held !== undefined && (legacy || thread)) throw new Error(`chat ${chat}: decoded messages are given only for a chat in gap mode's layout`);
+  if (r.messages !== null || r.held !== undefined) {
     // Messages by (sent_at, seq): seq is the arrival order, which breaks sent_at ties.
-    const items = r.messages.map(([k, v]) => decodeMessage(chat, v, legacy ? k : undefined));
+    const items = r.held !== undefined
+      ? r.held.messages.map((m, i): DecodedMessage => ({ m, arrivedAt: 0, seq: r.held!.seqs[i]!, tag: undefined }))
+      : r.messages!.map(([k, v]) => decodeMessage(chat, v, legacy ? k : undefined));
     items.sort((a, b) => a.m.sent_at - b.m.sent_at || a.seq - b.seq);
     let ci = 0;
     for (const it of items) {
@@ -281,7 +286,7 @@ export function assembleChat(chat: string, r: ChatRecords): StoredChat | null {
       state.open = open;
       state.v = 2;
       upgradeV2(state);
-      sc.legacyKeys = r.messages.map(([k]) => k);
+      sc.legacyKeys = r.messages!.map(([k]) => k);
     }
     for (const c of open) {
       if (c.messages.length === 0) throw new Error(`chat ${chat}: open conversation at ${c.startedAt} has no messages`);

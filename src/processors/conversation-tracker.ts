@@ -26,7 +26,7 @@ import {
 import type { ChatCommand, ChatMessage, CommandResult, ConversationSealed } from '../records/types';
 import { toDlqMessage, dlqErrorInfo } from '../records/dlq';
 import { DueIndex, indexedKey } from './due-index';
-import { ChatCache, DEFAULT_CACHE_BYTES } from './chat-cache';
+import { ChatCache, DEFAULT_CACHE_BYTES, cacheBudgets } from './chat-cache';
 import { ChatReader, READ_CONCURRENCY } from './chat-reader';
 import type { TopicNames } from '../topics';
 import { registry, zeroed } from '../metrics';
@@ -59,8 +59,10 @@ export interface TrackerDeps {
    * between them (the runtime punctuates again while something is due). check-sealing is not bounded.
    */
   maxSealsPerPunctuation?: number;
-  /** Budget of the chat cache, in estimated heap bytes (default DEFAULT_CACHE_BYTES). */
+  /** Budget of the chat cache, in estimated heap bytes (default DEFAULT_CACHE_BYTES), split by cacheBudgets. */
   cacheBytes?: number;
+  /** Instead of cacheBytes' split: the budgets of cached chats and of parked messages (tests). */
+  cacheBudgets?: { chats: number; parked: number };
 }
 
 interface Entry extends StoredChat {
@@ -93,6 +95,7 @@ function createMetrics() {
     // summary reads its messages once.
     chatLoads: new Counter({ name: 'chatstats_tracker_chat_loads_total', help: 'Chats read from the store into the cache (cache misses)', registers: [registry] }),
     chatLoadRecords: new Counter({ name: 'chatstats_tracker_chat_load_records_total', help: 'Open-message, sealed-summary and window records read by chat loads', registers: [registry] }),
+    parkedLoads: new Counter({ name: 'chatstats_tracker_parked_loads_total', help: 'Chat loads whose open messages came from the cache (parked when the chat was evicted), not from the store', registers: [registry] }),
     sealReadRecords: new Counter({ name: 'chatstats_tracker_seal_read_records_total', help: 'Open-message records read to seal conversations whose messages were not in memory', registers: [registry] }),
     commands: zeroed(new Counter({ name: 'chatstats_tracker_commands_total', help: 'Operator commands handled', labelNames: ['type'], registers: [registry] }),
       ['FORCE_SEAL', 'CHECK_SEALING'].map((type) => ({ type }))),
@@ -135,7 +138,8 @@ export class ConversationTracker implements Processor {
 
   constructor(private readonly deps: TrackerDeps) {
     this.now = deps.now ?? Date.now;
-    this.cache = new ChatCache(deps.cacheBytes ?? DEFAULT_CACHE_BYTES);
+    const budget = deps.cacheBudgets ?? cacheBudgets(deps.cacheBytes ?? DEFAULT_CACHE_BYTES);
+    this.cache = new ChatCache(budget.chats, budget.parked);
   }
 
   async init(ctx: ProcessorContext): Promise<void> {
@@ -501,13 +505,18 @@ export class ConversationTracker implements Processor {
   /** Loads chats into the cache (ChatReader.readMany: their open messages only where needed, or `withMessages`). */
   private async load(chats: string[], withMessages = false): Promise<void> {
     if (chats.length === 0) return;
-    const read = await this.reader.readMany(chats, withMessages);
+    const parked = chats.map((c) => this.cache.takeParked(c));
+    const read = await this.reader.readMany(chats, withMessages, parked);
     let records = 0;
+    let fromParked = 0;
     for (let i = 0; i < chats.length; i++) {
       const chat = chats[i]!;
       const sc = read[i]!;
-      // The records this chat's read returned: one per open message, remembered seal and window entry.
-      if (sc) records += sc.seqOf.size + sc.sealedList.length + sc.windowList.length;
+      // The records this chat's read returned: one per open message, remembered seal and window
+      // entry (its open messages not, when they were parked: the reader takes those for a chat in gap mode's layout).
+      const held = parked[i] !== undefined && sc !== null && sc.state.open.length > 0 && sc.legacyKeys === null && sc.state.window == null;
+      if (held) fromParked++;
+      if (sc) records += (held ? 0 : sc.seqOf.size) + sc.sealedList.length + sc.windowList.length;
       const indexed = sc ? nextDeadline(sc.state, this.deps.rules) : null;
       const entry: Entry = { ...(sc ?? newStoredChat(chat)), indexed, open: sc ? sc.state.open.length : 0, heap: 0 };
       this.cache.add(chat, entry);
@@ -516,6 +525,7 @@ export class ConversationTracker implements Processor {
     }
     m().chatLoads.inc(chats.length);
     m().chatLoadRecords.inc(records);
+    if (fromParked > 0) m().parkedLoads.inc(fromParked);
   }
 
   /**

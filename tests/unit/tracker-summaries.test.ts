@@ -37,7 +37,7 @@ const codec = { decodeChatMessage: async (v: Buffer | null) => JSON.parse(v!.toS
 const counter = async (name: string) => (await registry.getSingleMetric(name)?.get())?.values.reduce((s, v) => s + v.value, 0) ?? 0;
 
 /** Runs the backlog through a tracker with this cache budget; what it emitted, in order, per topic. */
-async function run(messages: ChatMessage[], chats: string[], cacheBytes: number) {
+async function run(messages: ChatMessage[], chats: string[], cache: number | { chats: number; parked: number }) {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'chatstats-summaries-'));
   dirs.push(dir);
   const store = await StateStore.open(dir, 'chat-state', 0);
@@ -51,7 +51,7 @@ async function run(messages: ChatMessage[], chats: string[], cacheBytes: number)
     writeLocal: (o) => { ops.push(...o); },
     caughtUp: () => caughtUp, caughtUpSince: () => (caughtUp ? NOW : null), position: () => ({ position: 0, end: 0 }),
   };
-  const tracker = new ConversationTracker({ rules, topics, codec, log: silent, now: () => NOW, cacheBytes });
+  const tracker = new ConversationTracker({ rules, topics, codec, log: silent, now: () => NOW, ...(typeof cache === 'number' ? { cacheBytes: cache } : { cacheBudgets: cache }) });
   await tracker.init(ctx);
   await tracker.restored();
   const commit = async () => { await tracker.flush(); await store.write(ops); ops = []; tracker.committed(); };
@@ -107,6 +107,11 @@ test('chats loaded from their summaries seal exactly what the rules and a full c
   const dups = (await counter('chatstats_tracker_duplicates_total')) - dupsBefore;
   const sealReads = (await counter('chatstats_tracker_seal_read_records_total')) - readsBefore;
   const full = await run(messages, chats, 1 << 30);
+  // No chat kept between transactions, but every evicted chat's open messages parked: the same
+  // outputs, and no seal or load reads a message record.
+  const [parkedBefore, readsBefore2, loadsBefore] = await Promise.all(['parked_loads', 'seal_read_records', 'chat_loads'].map((x) => counter(`chatstats_tracker_${x}_total`)));
+  const parked = await run(messages, chats, { chats: 0, parked: 1 << 30 });
+  const [parkedLoads, parkedSealReads, loads] = await Promise.all(['parked_loads', 'seal_read_records', 'chat_loads'].map((x) => counter(`chatstats_tracker_${x}_total`)));
 
   const sealed = small.get(topics.sealed) ?? [];
   const n = (want.get(topics.sealed) ?? []).length;
@@ -117,9 +122,13 @@ test('chats loaded from their summaries seal exactly what the rules and a full c
   assert.equal(dups, duplicates, 'the same duplicates');
   assert.deepEqual(small, full, 'the same outputs, in the same order, as with a cache that keeps every chat');
   assert.ok(sealReads > 0, 'seals read messages back');
+  assert.deepEqual(parked, full, 'parked messages: the same outputs, in the same order, as with a cache that keeps every chat');
+  assert.equal(parkedSealReads - readsBefore2, 0, 'parked messages: no seal reads a message back');
+  assert.ok(parkedLoads - parkedBefore > (loads - loadsBefore) / 2, `parked messages: most loads take them (${parkedLoads - parkedBefore} of ${loads - loadsBefore})`);
   const reasons = new Map<string, number>();
   for (const s of sealed) { const r = (JSON.parse(s) as { seal_reason: string }).seal_reason; reasons.set(r, (reasons.get(r) ?? 0) + 1); }
   assert.ok((reasons.get('MAX_SIZE') ?? 0) > 0 && (reasons.get('NEXT_MESSAGE') ?? 0) > 0 && (reasons.get('GAP_TIMEOUT') ?? 0) > 0 && (reasons.get('FORCED') ?? 0) > 0 && duplicates > 0, JSON.stringify([...reasons]));
   console.log(`# ${messages.length} records, ${chats.length} chats: ${sealed.length} sealed (${JSON.stringify(Object.fromEntries(reasons))}), `
-    + `${(small.get(topics.late) ?? []).length} late, ${dups} duplicates; ${ticked.length} sealed by wall clock; ${sealReads} message records read back by seals`);
+    + `${(small.get(topics.late) ?? []).length} late, ${dups} duplicates; ${ticked.length} sealed by wall clock; ${sealReads} message records read back by seals; `
+    + `with parking, ${parkedLoads - parkedBefore} of ${loads - loadsBefore} loads took parked messages`);
 });
